@@ -1,0 +1,39 @@
+# dsen2cr developer entry points. `make test` and `make demo` work on a fresh machine.
+# TORCH_SPEC pins the CPU build of PyTorch: an unpinned `torch` would pull several GB of CUDA
+# wheels. Override it on a GPU machine, e.g. `make test TORCH_SPEC="torch==2.13.0 --index-url ..."`.
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+DEMO_OUT   ?= demo_out
+PYTEST_ARGS ?=
+
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.dsen2cr-installed
+
+.PHONY: install test lint demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+test: install lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/dsen2cr demo --out $(DEMO_OUT)
+
+bench: install
+	$(BIN)/python benchmarks/bench_cloudmask.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info

@@ -1,0 +1,101 @@
+"""Small raster and file helpers shared by every command.
+
+* :func:`atomic_output` - write to a temporary name beside the target, rename when complete, so an
+  interrupted or failed run never leaves a half-written output file.
+* :func:`open_raster` / :func:`read_raster` - open a GeoTIFF (or anything GDAL reads) with one
+  clear :class:`~dsen2cr.errors.DataError` for a missing, corrupt or wrongly shaped file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dsen2cr.errors import DataError
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
+
+    The temporary file keeps the target's suffix (GDAL picks drivers by suffix) and is removed if
+    the block raises, including on ``KeyboardInterrupt``.
+
+    Args:
+        path: the final output path. Its parent folder is created if needed.
+
+    Yields:
+        The temporary path to write to.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.stem}.partial-{os.getpid()}{final.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def open_raster(path: str | os.PathLike[str], what: str = "raster") -> Any:
+    """Open a raster with rasterio, turning every failure into one clear :class:`DataError`.
+
+    Args:
+        path: file path (GeoTIFF, JP2, VRT, ... anything GDAL reads).
+        what: a short description used in messages, e.g. ``"S2 image"``.
+
+    Returns:
+        An open ``rasterio.DatasetReader`` (use it as a context manager).
+    """
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{what} not found: {p}")
+    if p.is_dir():
+        raise DataError(f"{what} is a folder, expected a raster file: {p}")
+    try:
+        return rasterio.open(p)
+    except RasterioIOError as exc:
+        raise DataError(f"cannot read {what} {p}: not a readable raster ({exc})") from None
+
+
+def check_band_count(count: int, expected: int, path: str | os.PathLike[str], what: str) -> None:
+    """Raise :class:`DataError` unless a raster has ``expected`` bands."""
+    if count != expected:
+        raise DataError(f"{what} {path} has {count} band(s), expected {expected}")
+
+
+def read_raster(
+    path: str | os.PathLike[str],
+    expected_bands: int | None = None,
+    what: str = "raster",
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read a whole raster into memory.
+
+    Args:
+        path: raster file.
+        expected_bands: if given, the band count the file must have.
+        what: description used in error messages.
+
+    Returns:
+        ``(array, profile)``: the (C, H, W) array in the file's dtype and rasterio's profile
+        (crs, transform, width, height, dtype, nodata, ...).
+    """
+    from rasterio.errors import RasterioError
+
+    with open_raster(path, what) as src:
+        if expected_bands is not None:
+            check_band_count(src.count, expected_bands, path, what)
+        try:
+            data = src.read()
+        except RasterioError as exc:
+            raise DataError(f"cannot read {what} {path}: corrupt or truncated ({exc})") from None
+        return data, dict(src.profile)

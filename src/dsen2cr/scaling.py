@@ -1,0 +1,178 @@
+"""Band definitions and the one place that maps raw values to network inputs and back.
+
+Units used throughout dsen2cr:
+
+* **DN** (digital numbers): Sentinel-2 L1C top-of-atmosphere reflectance x 10000, as stored in
+  SEN12MS-CR GeoTIFFs and in L1C products (after removing the baseline >= 04.00 offset).
+* **reflectance**: DN / 10000 (the unit of the paper's metrics).
+* **scaled**: the DSen2-CR network domain. S2 DN clipped to [0, 10000] then / 2000, so [0, 5];
+  S1 dB clipped to [-25, 0] (VV) and [-32.5, 0] (VH) then mapped linearly onto [0, 2]
+  (paper Section 3.5).
+* **pix2pix domain**: [-1, 1]. S2 DN clipped to [0, 10000], S1 dB clipped to [-25, 0]
+  (both polarisations, paper Section 4.3).
+
+All functions accept numpy arrays or torch tensors whose band axis is ``-3`` (``(C, H, W)`` or
+``(B, C, H, W)``) and return the same kind.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import numpy as np
+
+Array = TypeVar("Array")
+
+S2_BANDS: tuple[str, ...] = (
+    "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12",
+)  # fmt: skip
+"""Sentinel-2 L1C band order of SEN12MS-CR (index 0..12)."""
+S2_RESOLUTION_M: dict[str, int] = {
+    "B1": 60, "B2": 10, "B3": 10, "B4": 10, "B5": 20, "B6": 20, "B7": 20,
+    "B8": 10, "B8A": 20, "B9": 60, "B10": 60, "B11": 20, "B12": 20,
+}  # fmt: skip
+"""Native ground sampling distance of each band in metres."""
+S1_BANDS: tuple[str, ...] = ("VV", "VH")
+"""Sentinel-1 polarisation order (sigma0 in dB)."""
+RGB_BANDS: tuple[int, int, int] = (3, 2, 1)
+"""Indices of B4, B3, B2 (true-colour red, green, blue)."""
+
+S2_MAX_DN = 10000.0
+S2_SCALE = 2000.0
+"""Divisor from DN to the scaled network domain."""
+REFLECTANCE_SCALE = 10000.0
+"""Divisor from DN to reflectance."""
+S1_CLIP_DB: tuple[tuple[float, float], ...] = ((-25.0, 0.0), (-32.5, 0.0))
+"""Clip range (dB) of VV and VH."""
+S1_SCALED_MAX = 2.0
+PIX2PIX_S1_CLIP_DB: tuple[float, float] = (-25.0, 0.0)
+
+NORMALIZATION: dict[str, object] = {
+    "s2": {"clip_dn": [0.0, S2_MAX_DN], "divide": S2_SCALE},
+    "s1": {"clip_db": [list(r) for r in S1_CLIP_DB], "range": [0.0, S1_SCALED_MAX]},
+}
+"""Machine-readable description of the input normalisation, stored with the weights."""
+
+
+def _is_torch(x: object) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _channel_shape(x: object) -> tuple[int, ...]:
+    ndim = x.ndim  # type: ignore[attr-defined]
+    return (-1,) + (1,) * 2 if ndim >= 3 else (-1,)
+
+
+def _per_channel(x: Array, values: tuple[float, ...]) -> Array:
+    """Values broadcast along the band axis (-3) of ``x``."""
+    shape = _channel_shape(x)
+    if _is_torch(x):
+        import torch
+
+        return torch.tensor(values, dtype=x.dtype, device=x.device).reshape(shape)  # type: ignore[attr-defined]
+    return np.asarray(values, dtype=x.dtype).reshape(shape)  # type: ignore[attr-defined]
+
+
+def _float(x: Array) -> Array:
+    if _is_torch(x):
+        return x if x.is_floating_point() else x.float()  # type: ignore[attr-defined]
+    x = np.asarray(x)
+    return x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float32)
+
+
+def s2_to_scaled(dn: Array) -> Array:
+    """Sentinel-2 DN -> network input: clip to [0, 10000], divide by 2000.
+
+    Args:
+        dn: (..., 13, H, W) digital numbers (any numeric dtype).
+
+    Returns:
+        Float array of the same shape in the scaled domain [0, 5].
+    """
+    return _float(dn).clip(0.0, S2_MAX_DN) / S2_SCALE  # type: ignore[attr-defined]
+
+
+def scaled_to_s2(scaled: Array) -> Array:
+    """Network output -> Sentinel-2 DN (prediction x 2000), not clipped, not rounded."""
+    return scaled * S2_SCALE  # type: ignore[operator]
+
+
+def scaled_to_reflectance(scaled: Array) -> Array:
+    """Network domain -> TOA reflectance (DN / 10000), the unit of the paper's metrics."""
+    return scaled * (S2_SCALE / REFLECTANCE_SCALE)  # type: ignore[operator]
+
+
+def dn_to_reflectance(dn: Array) -> Array:
+    """Sentinel-2 DN -> TOA reflectance (DN / 10000), not clipped."""
+    return _float(dn) / REFLECTANCE_SCALE  # type: ignore[operator]
+
+
+def s1_to_scaled(db: Array) -> Array:
+    """Sentinel-1 dB -> network input: clip VV to [-25, 0], VH to [-32.5, 0], map onto [0, 2].
+
+    ``v' = 2 (v - lo) / (0 - lo)``.
+
+    Args:
+        db: (..., 2, H, W) backscatter in dB, bands VV, VH.
+
+    Returns:
+        Float array of the same shape in [0, 2].
+    """
+    db = _float(db)
+    lo = _per_channel(db, tuple(r[0] for r in S1_CLIP_DB))
+    hi = _per_channel(db, tuple(r[1] for r in S1_CLIP_DB))
+    if _is_torch(db):
+        clipped = db.clamp(lo, hi)  # type: ignore[attr-defined]
+    else:
+        clipped = np.clip(db, lo, hi)
+    return S1_SCALED_MAX * (clipped - lo) / (hi - lo)
+
+
+def scaled_to_s1(scaled: Array) -> Array:
+    """Inverse of :func:`s1_to_scaled` on its range: [0, 2] -> dB."""
+    scaled = _float(scaled)
+    lo = _per_channel(scaled, tuple(r[0] for r in S1_CLIP_DB))
+    hi = _per_channel(scaled, tuple(r[1] for r in S1_CLIP_DB))
+    return lo + scaled / S1_SCALED_MAX * (hi - lo)
+
+
+def fill_nan(x: np.ndarray) -> np.ndarray:
+    """Replace NaNs by the mean of the image's finite values (0 if none is finite).
+
+    Args:
+        x: a (C, H, W) float image; modified copy is returned.
+    """
+    x = np.asarray(x)
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return x
+    x = x.copy()
+    finite = x[~bad]
+    x[bad] = finite.mean() if finite.size else 0.0
+    return x
+
+
+def s2_to_pix2pix(dn: Array) -> Array:
+    """Sentinel-2 DN -> pix2pix domain: clip to [0, 10000], map onto [-1, 1]."""
+    return _float(dn).clip(0.0, S2_MAX_DN) / (S2_MAX_DN / 2) - 1.0  # type: ignore[attr-defined]
+
+
+def pix2pix_to_s2(x: Array) -> Array:
+    """pix2pix domain [-1, 1] -> Sentinel-2 DN."""
+    return (x + 1.0) * (S2_MAX_DN / 2)  # type: ignore[operator]
+
+
+def s1_to_pix2pix(db: Array) -> Array:
+    """Sentinel-1 dB -> pix2pix domain: clip both bands to [-25, 0], map onto [-1, 1]."""
+    lo, hi = PIX2PIX_S1_CLIP_DB
+    return (_float(db).clip(lo, hi) - lo) / ((hi - lo) / 2) - 1.0  # type: ignore[attr-defined]
+
+
+def scaled_to_pix2pix_s2(scaled: Array) -> Array:
+    """DSen2-CR scaled S2 ([0, 5]) -> pix2pix domain ([-1, 1])."""
+    return scaled_to_s2(scaled) / (S2_MAX_DN / 2) - 1.0  # type: ignore[operator]
+
+
+def scaled_to_pix2pix_s1(scaled: Array) -> Array:
+    """DSen2-CR scaled S1 ([0, 2]) -> pix2pix domain ([-1, 1]) via dB."""
+    return s1_to_pix2pix(scaled_to_s1(scaled))

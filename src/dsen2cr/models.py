@@ -223,7 +223,7 @@ def read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open API
+            state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"cannot read weight file {path}: {exc}") from None
     if meta.get("architecture") != "DSen2CR" or "config" not in meta:

@@ -37,10 +37,20 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = final.with_name(f".{final.stem}.partial-{os.getpid()}{final.suffix}")
     try:
         yield tmp
+        if tmp.exists():
+            # Some writers (safetensors) create files readable by the owner only; give the
+            # output the permissions an ordinary file gets under the user's umask.
+            os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, final)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def open_raster(path: str | os.PathLike[str], what: str = "raster") -> Any:

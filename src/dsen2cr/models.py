@@ -207,7 +207,10 @@ class DSen2CR(nn.Module):
             config, state, info = load_keras_weights(p)
         else:
             config, state, info = read_safetensors(p)
-        model = cls(**config)
+        try:
+            model = cls(**config)
+        except (TypeError, ValueError) as exc:
+            raise WeightsError(f"{p} records an invalid DSen2CR configuration: {exc}") from None
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:

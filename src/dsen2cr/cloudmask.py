@@ -1,0 +1,633 @@
+"""Cloud and cloud-shadow detector of DSen2-CR (paper Section 3.4, Fig. 5).
+
+The mask that CARL and the reproduction/reconstruction metrics need: the cloud detector of
+Schmitt et al. (2019) and the shadow detector of Zhai et al. (2018), as in the reference
+implementation used for the paper. Input is a 13-band Sentinel-2 L1C image in DN (band index
+0..12 = B1, B2, B3, B4, B5, B6, B7, B8, B8A, B9, B10, B11, B12); all arithmetic is done on
+reflectance ``r = DN / 10000`` in float64.
+
+Cloud score::
+
+    rescale(x, lo, hi) = (x - lo) / (hi - lo)          (not clipped)
+    nd(a, b)           = (a - b) / (a + b)             (a zero denominator becomes 0.001)
+    s = min(1, rescale(r1, .1, .5), rescale(r0, .1, .3), rescale(r0 + r10, .15, .2),
+            rescale(r3 + r2 + r1, .2, .8), rescale(nd(r2, r11), .8, .6))
+
+then a grey closing with a flat 5x5 window (dilation, then erosion; borders mirrored
+"d c b a | a b c d"), a 7x7 mean with zero padding (output the size of the input), a clip to
+[1e-5, 1]; cloud where ``s >= threshold`` (0.2).
+
+Shadow: ``CSI = (r7 + r11) / 2``, ``T3 = min(CSI) + 3/4 (mean(CSI) - min(CSI))``,
+``T4 = min(r1) + 5/6 (mean(r1) - min(r1))`` over the whole image; candidate (-1) where
+``CSI < T3`` and ``r1 < T4``, then a 5x5 median filter with zero padding.
+
+Combined mask: 1 cloud, else -1 shadow, else 0 clear.
+
+Two implementations give bit-identical masks:
+
+* numpy/scipy (``scipy.ndimage.grey_closing`` and ``median_filter``) for numpy input;
+* batched torch (max-pool dilation/erosion on mirror-indexed padding, the median of the
+  two-valued candidate map as a majority count) for torch input, on CPU or GPU.
+
+Every step is either exact (min, max, counting) or done with the same sequence of IEEE float64
+operations in both paths: the 7x7 mean is a fixed-order separable sum of shifted copies divided
+by 49, the image means are a fixed-order pairwise (tree) sum, and divisions are true divisions
+(on CUDA by a device tensor, never by a CPU scalar, which PyTorch would turn into a multiplication
+by the reciprocal). Hence torch and numpy masks agree exactly, not only up to round-off.
+
+Tiling: the mask at a pixel depends only on the input within :data:`MASK_RADIUS` pixels plus the
+image-wide shadow statistics. Compute :func:`shadow_statistics` on the whole scene and pass it as
+``shadow_stats=`` to every tile (with a halo of ``MASK_RADIUS`` pixels) to reproduce the
+whole-scene mask exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MASK_RADIUS = 7
+"""Pixels of context one mask pixel depends on (closing 2 + 2, mean 3; the median's 2 is inside),
+besides the image-wide shadow statistics."""
+DEFAULT_THRESHOLD = 0.2
+"""Cloud threshold on the smoothed cloud score."""
+CLOSING_SIZE = 5
+MEAN_SIZE = 7
+MEDIAN_SIZE = 5
+SCORE_CLIP = (1e-5, 1.0)
+SHADOW_CSI_FACTOR = 3 / 4
+SHADOW_B2_FACTOR = 5 / 6
+ND_ZERO_DENOMINATOR = 0.001
+
+# Reflectance bands the detector uses, as indices into the 13 S2 bands, and their positions in
+# the 7-band subset the computation works on.
+_USED_BANDS = (0, 1, 2, 3, 7, 10, 11)
+_B1, _B2, _B3, _B4, _B8, _B10, _B11 = range(7)
+
+__all__ = [
+    "MASK_RADIUS",
+    "ShadowStats",
+    "binary_mask",
+    "cloud_score",
+    "cloud_shadow_mask",
+    "mask_file",
+    "shadow_statistics",
+]
+
+
+@dataclass(frozen=True)
+class ShadowStats:
+    """Image-wide statistics of the shadow test, in reflectance.
+
+    For a single numpy image the fields are floats; for a batch of numpy images (B,) arrays; for
+    torch input tensors of shape () (one image) or (B,) (batch), float64 on the input's device.
+
+    Attributes:
+        csi_min: minimum of CSI = (B8 + B11) / 2.
+        csi_mean: mean of CSI.
+        b2_min: minimum of B2 reflectance.
+        b2_mean: mean of B2 reflectance.
+    """
+
+    csi_min: Any
+    csi_mean: Any
+    b2_min: Any
+    b2_mean: Any
+
+
+# --------------------------------------------------------------------------- shared helpers
+def _is_torch(x: object) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _check_shape(shape: tuple[int, ...], kind: str) -> None:
+    if len(shape) not in (3, 4):
+        raise ValueError(
+            f"cloud mask input must be a {kind} of shape (13, H, W) or (B, 13, H, W), "
+            f"got shape {shape}"
+        )
+    if shape[-3] != 13:
+        raise ValueError(
+            f"cloud mask input must have 13 Sentinel-2 bands on axis -3, got shape {shape}"
+        )
+    if shape[-2] < 1 or shape[-1] < 1 or (len(shape) == 4 and shape[0] < 1):
+        raise ValueError(f"cloud mask input is empty: shape {shape}")
+
+
+def _check_threshold(threshold: float) -> float:
+    t = float(threshold)
+    if not math.isfinite(t):
+        raise ValueError(f"cloud threshold must be a finite number, got {threshold!r}")
+    return t
+
+
+def _raw_score(
+    r: list[Any], div: Callable[[Any, float], Any], minimum: Callable, where: Callable
+) -> Any:
+    """The pointwise cloud score before smoothing; same operations for numpy and torch."""
+
+    def rescale(x: Any, lo: float, hi: float) -> Any:
+        return div(x - lo, hi - lo)
+
+    b1, b2, b3, b4, b11 = r[_B1], r[_B2], r[_B3], r[_B4], r[_B11]
+    s = minimum(rescale(b2, 0.1, 0.5), 1.0)
+    s = minimum(s, rescale(b1, 0.1, 0.3))
+    s = minimum(s, rescale(b1 + r[_B10], 0.15, 0.2))
+    s = minimum(s, rescale(b4 + b3 + b2, 0.2, 0.8))
+    # Normalised difference snow index: snow is not cloud. (The reference's moisture test on
+    # nd(B8, B11) is switched off there and therefore absent here.)
+    total = b3 + b11
+    total = where(total == 0, ND_ZERO_DENOMINATOR, total)
+    ndsi = (b3 - b11) / total
+    return minimum(s, rescale(ndsi, 0.8, 0.6))
+
+
+def _thresholds(stats: ShadowStats) -> tuple[Any, Any]:
+    t3 = stats.csi_min + SHADOW_CSI_FACTOR * (stats.csi_mean - stats.csi_min)
+    t4 = stats.b2_min + SHADOW_B2_FACTOR * (stats.b2_mean - stats.b2_min)
+    return t3, t4
+
+
+def _mean_of(flat: Any, minimum: Any, tree_sum: Callable, div: Callable) -> Any:
+    """Per-row mean of (B, N) values with per-row minima (B,), as ``min + sum(x - min) / N``.
+
+    The sum is a fixed-order pairwise sum.
+
+    Summing the non-negative deviations makes a constant image's mean exactly its minimum
+    (a plain sum of n copies of a value need not be n times it), and the fixed order makes the
+    result bit-identical in numpy and torch.
+    """
+    return minimum + div(tree_sum(flat - minimum[:, None]), float(flat.shape[1]))
+
+
+# --------------------------------------------------------------------------- numpy path
+def _np_batch(image: Any) -> tuple[np.ndarray, bool]:
+    arr = np.asarray(image)
+    if not (
+        np.issubdtype(arr.dtype, np.integer)
+        or np.issubdtype(arr.dtype, np.floating)
+        or arr.dtype == np.bool_
+    ):
+        raise ValueError(f"cloud mask input must be a real numeric array, got dtype {arr.dtype}")
+    _check_shape(arr.shape, "numpy array")
+    batched = arr.ndim == 4
+    return (arr if batched else arr[None]), batched
+
+
+def _np_reflectance(batch: np.ndarray) -> list[np.ndarray]:
+    return [batch[:, b].astype(np.float64) / 10000.0 for b in _USED_BANDS]
+
+
+def _np_tree_sum(x: np.ndarray) -> np.ndarray:
+    """Per-row sum of a (B, N) array in a fixed pairwise order (bit-identical to the torch one)."""
+    n = x.shape[1]
+    size = 1 << max(n - 1, 0).bit_length()
+    if size > n:
+        x = np.concatenate([x, np.zeros((x.shape[0], size - n), x.dtype)], axis=1)
+    while size > 1:
+        size //= 2
+        x = x[:, :size] + x[:, size:]
+    return x[:, 0]
+
+
+def _np_stats(csi: np.ndarray, b2: np.ndarray) -> ShadowStats:
+    flat_csi = csi.reshape(csi.shape[0], -1)
+    flat_b2 = b2.reshape(b2.shape[0], -1)
+    csi_min = flat_csi.min(axis=1)
+    b2_min = flat_b2.min(axis=1)
+    div = np.true_divide
+    return ShadowStats(
+        csi_min=csi_min,
+        csi_mean=_mean_of(flat_csi, csi_min, _np_tree_sum, div),
+        b2_min=b2_min,
+        b2_mean=_mean_of(flat_b2, b2_min, _np_tree_sum, div),
+    )
+
+
+def _np_stats_fields(stats: ShadowStats, batch: int) -> ShadowStats:
+    def conv(v: Any, name: str) -> np.ndarray:
+        a = np.asarray(_to_numpy(v), dtype=np.float64).reshape(-1)
+        if a.size == 1:
+            a = np.repeat(a, batch)
+        if a.shape != (batch,):
+            raise ValueError(f"shadow_stats.{name} must be a number or have {batch} values")
+        return a
+
+    return ShadowStats(*(conv(getattr(stats, f), f) for f in _FIELDS))
+
+
+_FIELDS = ("csi_min", "csi_mean", "b2_min", "b2_mean")
+
+
+def _to_numpy(v: Any) -> Any:
+    if _is_torch(v):
+        return v.detach().cpu().numpy()
+    return v
+
+
+def _np_smooth(score: np.ndarray) -> np.ndarray:
+    """Closing 5x5 (mirror borders), 7x7 zero-padded mean, clip; (B, H, W) float64."""
+    from scipy import ndimage
+
+    closed = ndimage.grey_closing(score, size=(1, CLOSING_SIZE, CLOSING_SIZE), mode="reflect")
+    return np.clip(_np_box_mean(closed, MEAN_SIZE), *SCORE_CLIP)
+
+
+def _np_box_mean(x: np.ndarray, size: int) -> np.ndarray:
+    """Zero-padded size x size mean of (B, H, W), same size; fixed summation order."""
+    h, w = x.shape[-2:]
+    p = size // 2
+    padded = np.pad(x, ((0, 0), (p, p), (p, p)))
+    rows = padded[:, :, 0:w]
+    for k in range(1, size):
+        rows = rows + padded[:, :, k : k + w]
+    acc = rows[:, 0:h, :]
+    for k in range(1, size):
+        acc = acc + rows[:, k : k + h, :]
+    return acc / float(size * size)
+
+
+def _np_shadow(csi: np.ndarray, b2: np.ndarray, stats: ShadowStats) -> np.ndarray:
+    from scipy import ndimage
+
+    t3, t4 = _thresholds(stats)
+    candidate = np.where((csi < t3[:, None, None]) & (b2 < t4[:, None, None]), -1.0, 0.0)
+    med = ndimage.median_filter(
+        candidate, size=(1, MEDIAN_SIZE, MEDIAN_SIZE), mode="constant", cval=0.0
+    )
+    return med < 0
+
+
+def _np_score_and_shadow(
+    image: Any, stats: ShadowStats | None, want_shadow: bool = True
+) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    batch, batched = _np_batch(image)
+    r = _np_reflectance(batch)
+    score = _np_smooth(_raw_score(r, np.true_divide, np.minimum, np.where))
+    if not want_shadow:
+        return score, None, batched
+    csi = (r[_B8] + r[_B11]) / 2.0
+    stats = _np_stats(csi, r[_B2]) if stats is None else _np_stats_fields(stats, len(batch))
+    return score, _np_shadow(csi, r[_B2], stats), batched
+
+
+# --------------------------------------------------------------------------- torch path
+def _torch_batch(image: Any) -> tuple[Any, bool]:
+    if image.is_complex():
+        raise ValueError(f"cloud mask input must be real, got dtype {image.dtype}")
+    _check_shape(tuple(image.shape), "torch tensor")
+    batched = image.ndim == 4
+    return (image if batched else image.unsqueeze(0)), batched
+
+
+def _torch_ops(device: Any) -> tuple[Callable, Callable]:
+    import torch
+
+    on_cpu = torch.device(device).type == "cpu"
+
+    def div(x: Any, c: float) -> Any:
+        # On CUDA a CPU-scalar divisor is turned into a multiplication by its reciprocal (off by
+        # one ulp at times); a 0-dim tensor on the device keeps IEEE true division, as numpy
+        # does. The CPU kernel divides truly for float64 either way (and faster by a scalar).
+        if on_cpu:
+            return x / c
+        return x / torch.tensor(c, dtype=torch.float64, device=device)
+
+    def where(cond: Any, a: float, b: Any) -> Any:
+        return torch.where(cond, torch.tensor(a, dtype=b.dtype, device=device), b)
+
+    return div, where
+
+
+def _torch_minimum(a: Any, b: Any) -> Any:
+    import torch
+
+    if not _is_torch(b):
+        return torch.clamp(a, max=b)
+    return torch.minimum(a, b)
+
+
+def _torch_reflectance(batch: Any) -> list[Any]:
+    import torch
+
+    idx = torch.tensor(_USED_BANDS, device=batch.device)
+    sub = batch.index_select(1, idx).to(torch.float64)
+    div, _ = _torch_ops(batch.device)
+    sub = div(sub, 10000.0)
+    return list(sub.unbind(1))
+
+
+def _torch_tree_sum(x: Any) -> Any:
+    """Per-row sum of a (B, N) tensor in the same fixed pairwise order as :func:`_np_tree_sum`."""
+    import torch
+
+    n = x.shape[1]
+    size = 1 << max(n - 1, 0).bit_length()
+    if size > n:
+        x = torch.cat([x, x.new_zeros((x.shape[0], size - n))], dim=1)
+    while size > 1:
+        size //= 2
+        x = x[:, :size] + x[:, size:]
+    return x[:, 0]
+
+
+def _torch_stats(csi: Any, b2: Any) -> ShadowStats:
+    flat_csi = csi.reshape(csi.shape[0], -1)
+    flat_b2 = b2.reshape(b2.shape[0], -1)
+    csi_min = flat_csi.amin(dim=1)
+    b2_min = flat_b2.amin(dim=1)
+    div, _ = _torch_ops(csi.device)
+    return ShadowStats(
+        csi_min=csi_min,
+        csi_mean=_mean_of(flat_csi, csi_min, _torch_tree_sum, div),
+        b2_min=b2_min,
+        b2_mean=_mean_of(flat_b2, b2_min, _torch_tree_sum, div),
+    )
+
+
+def _torch_stats_fields(stats: ShadowStats, batch: int, device: Any) -> ShadowStats:
+    import torch
+
+    def conv(v: Any, name: str) -> Any:
+        t = torch.as_tensor(v, dtype=torch.float64).to(device).reshape(-1)
+        if t.numel() == 1:
+            t = t.expand(batch)
+        if tuple(t.shape) != (batch,):
+            raise ValueError(f"shadow_stats.{name} must be a number or have {batch} values")
+        return t
+
+    return ShadowStats(*(conv(getattr(stats, f), f) for f in _FIELDS))
+
+
+def _mirror_index(n: int, pad: int, device: Any) -> Any:
+    """Indices of a "d c b a | a b c d | d c b a" mirror padding (scipy mode 'reflect')."""
+    import torch
+
+    i = torch.arange(-pad, n + pad, device=device) % (2 * n)
+    return torch.where(i >= n, 2 * n - 1 - i, i)
+
+
+def _torch_mirror_pad(x: Any, pad: int) -> Any:
+    h, w = x.shape[-2:]
+    x = x.index_select(-2, _mirror_index(h, pad, x.device))
+    return x.index_select(-1, _mirror_index(w, pad, x.device))
+
+
+def _torch_smooth(score: Any) -> Any:
+    """(B, H, W) float64 -> closing 5x5 (mirror borders), 7x7 zero-padded mean, clip."""
+    import torch
+    import torch.nn.functional as F
+
+    p, k = CLOSING_SIZE // 2, CLOSING_SIZE
+
+    def max5x5(t: Any) -> Any:  # separable flat 5x5 maximum, no padding (exact)
+        return F.max_pool2d(F.max_pool2d(t, (1, k), stride=1), (k, 1), stride=1)
+
+    x = score.unsqueeze(1)
+    dilated = max5x5(_torch_mirror_pad(x, p))
+    closed = -max5x5(-_torch_mirror_pad(dilated, p))
+    mean = _torch_box_mean(closed[:, 0], MEAN_SIZE)
+    return torch.clamp(mean, *SCORE_CLIP)
+
+
+def _torch_box_mean(x: Any, size: int) -> Any:
+    """Zero-padded size x size mean of (B, H, W); same summation order as :func:`_np_box_mean`."""
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    p = size // 2
+    padded = F.pad(x, (p, p, p, p))
+    rows = padded[:, :, 0:w]
+    for k in range(1, size):
+        rows = rows + padded[:, :, k : k + w]
+    acc = rows[:, 0:h, :]
+    for k in range(1, size):
+        acc = acc + rows[:, k : k + h, :]
+    div, _ = _torch_ops(x.device)
+    return div(acc, float(size * size))
+
+
+def _torch_shadow(csi: Any, b2: Any, stats: ShadowStats) -> Any:
+    import torch.nn.functional as F
+
+    t3, t4 = _thresholds(stats)
+    candidate = (csi < t3[:, None, None]) & (b2 < t4[:, None, None])
+    # The median of 25 values from {-1, 0} is -1 exactly when at least 13 of them are -1;
+    # zero padding contributes 0s. Counting is exact in float64.
+    count = F.avg_pool2d(
+        candidate.to(csi.dtype).unsqueeze(1),
+        MEDIAN_SIZE,
+        stride=1,
+        padding=MEDIAN_SIZE // 2,
+        count_include_pad=True,
+        divisor_override=1,
+    )[:, 0]
+    return count >= (MEDIAN_SIZE * MEDIAN_SIZE) // 2 + 1
+
+
+def _torch_score_and_shadow(
+    image: Any, stats: ShadowStats | None, want_shadow: bool = True
+) -> tuple[Any, Any, bool]:
+    import torch
+
+    batch, batched = _torch_batch(image)
+    with torch.no_grad():
+        r = _torch_reflectance(batch)
+        div, where = _torch_ops(batch.device)
+        score = _torch_smooth(_raw_score(r, div, _torch_minimum, where))
+        if not want_shadow:
+            return score, None, batched
+        csi = div(r[_B8] + r[_B11], 2.0)
+        if stats is None:
+            stats = _torch_stats(csi, r[_B2])
+        else:
+            stats = _torch_stats_fields(stats, batch.shape[0], batch.device)
+        return score, _torch_shadow(csi, r[_B2], stats), batched
+
+
+# --------------------------------------------------------------------------- public API
+def cloud_score(image: Any) -> Any:
+    """The smoothed continuous cloud score (before thresholding).
+
+    Args:
+        image: Sentinel-2 L1C DN, numpy (13, H, W) / (B, 13, H, W) or torch (13, H, W) /
+            (B, 13, H, W), any real dtype, bands B1..B12 in SEN12MS-CR order.
+
+    Returns:
+        float64 score in [1e-5, 1] of shape (H, W) or (B, H, W), numpy or torch like the input
+        (torch on the input's device).
+    """
+    if _is_torch(image):
+        score, _, batched = _torch_score_and_shadow(image, None, want_shadow=False)
+    else:
+        score, _, batched = _np_score_and_shadow(image, None, want_shadow=False)
+    return score if batched else score[0]
+
+
+def shadow_statistics(image: Any) -> ShadowStats:
+    """Image-wide statistics of the shadow test (min and mean of CSI and of B2 reflectance).
+
+    Args:
+        image: DN image(s) as for :func:`cloud_shadow_mask`; statistics are per image.
+
+    Returns:
+        :class:`ShadowStats`; fields are floats for one numpy image, (B,) float64 arrays for a
+        numpy batch, float64 tensors of shape () or (B,) on the input's device for torch input.
+    """
+    if _is_torch(image):
+        import torch
+
+        batch, _ = _torch_batch(image)
+        with torch.no_grad():
+            r = _torch_reflectance(batch)
+            div, _ = _torch_ops(batch.device)
+            stats = _torch_stats(div(r[_B8] + r[_B11], 2.0), r[_B2])
+        if image.ndim == 3:
+            stats = ShadowStats(*(getattr(stats, f)[0] for f in _FIELDS))
+        return stats
+    batch, batched = _np_batch(image)
+    r = _np_reflectance(batch)
+    stats = _np_stats((r[_B8] + r[_B11]) / 2.0, r[_B2])
+    if not batched:
+        stats = ShadowStats(*(float(getattr(stats, f)[0]) for f in _FIELDS))
+    return stats
+
+
+def cloud_shadow_mask(
+    image: Any, threshold: float = DEFAULT_THRESHOLD, shadow_stats: ShadowStats | None = None
+) -> Any:
+    """Cloud (1) / shadow (-1) / clear (0) mask of Sentinel-2 L1C images.
+
+    Args:
+        image: DN, numpy (13, H, W) or (B, 13, H, W), or torch (13, H, W) or (B, 13, H, W) on any
+            device; any real dtype. The torch path is batched and runs where the tensor is.
+        threshold: cloud where the smoothed cloud score is >= threshold.
+        shadow_stats: image-wide shadow statistics to use instead of the image's own (e.g. those
+            of a whole scene when masking it tile by tile); numbers, or (B,) values per image.
+            Non-finite DN (NaN) make the result unspecified: fill them first
+            (:func:`dsen2cr.scaling.fill_nan`).
+
+    Returns:
+        int8 mask of shape (H, W) or (B, H, W), numpy or torch (same device) like the input.
+
+    Raises:
+        ValueError: if the input is not (B,) 13 x H x W real numbers or the threshold is not
+            finite.
+    """
+    thr = _check_threshold(threshold)
+    if _is_torch(image):
+        import torch
+
+        score, shadow, batched = _torch_score_and_shadow(image, shadow_stats)
+        one = torch.ones((), dtype=torch.int8, device=score.device)
+        mask = torch.where(score >= thr, one, torch.where(shadow, -one, 0 * one))
+    else:
+        score, shadow, batched = _np_score_and_shadow(image, shadow_stats)
+        mask = np.where(score >= thr, 1, np.where(shadow, -1, 0)).astype(np.int8)
+    return mask if batched else mask[0]
+
+
+def binary_mask(
+    image: Any, threshold: float = DEFAULT_THRESHOLD, shadow_stats: ShadowStats | None = None
+) -> Any:
+    """Cloud-or-shadow mask for CARL and the metrics (1 = cloud or shadow).
+
+    Args:
+        image: DN image(s) as for :func:`cloud_shadow_mask`.
+        threshold: cloud threshold on the smoothed score.
+        shadow_stats: optional image-wide shadow statistics, see :func:`cloud_shadow_mask`.
+
+    Returns:
+        (H, W) or (B, H, W): numpy uint8 {0, 1} for numpy input, torch bool for torch input.
+    """
+    mask = cloud_shadow_mask(image, threshold, shadow_stats)
+    if _is_torch(mask):
+        return mask != 0
+    return (mask != 0).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- files
+def mask_file(
+    s2_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    threshold: float = DEFAULT_THRESHOLD,
+    strip_rows: int = 1024,
+) -> dict[str, Any]:
+    """Mask a 13-band Sentinel-2 L1C GeoTIFF and write the mask as an int8 GeoTIFF.
+
+    The scene is processed in strips of ``strip_rows`` rows (plus a :data:`MASK_RADIUS` halo)
+    with the whole scene's shadow statistics, which gives exactly the whole-image mask with
+    bounded memory.
+
+    Args:
+        s2_path: 13-band S2 L1C raster in DN.
+        out_path: output GeoTIFF: one int8 band {-1 shadow, 0 clear, 1 cloud}, no nodata,
+            deflate-compressed and tiled, on the input's grid (CRS and transform copied; an input
+            without georeferencing gives an output without it).
+        threshold: cloud threshold on the smoothed score.
+        strip_rows: rows per processing strip.
+
+    Returns:
+        ``{"cloud_fraction", "shadow_fraction", "clear_fraction", "width", "height", "out"}``.
+
+    Raises:
+        DataError: the input is missing, unreadable or does not have 13 bands.
+    """
+    import rasterio
+    from affine import Affine
+    from rasterio.errors import NotGeoreferencedWarning
+    from tqdm import tqdm
+
+    from dsen2cr.io import atomic_output, read_raster
+
+    thr = _check_threshold(threshold)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        data, profile = read_raster(s2_path, expected_bands=13, what="S2 image")
+    height, width = data.shape[-2:]
+    stats = shadow_statistics(data)
+    mask = np.empty((height, width), np.int8)
+    starts = range(0, height, max(int(strip_rows), 1))
+    for y0 in tqdm(starts, desc="mask", unit="strip", disable=None, leave=False):
+        y1 = min(y0 + strip_rows, height)
+        a0, a1 = max(y0 - MASK_RADIUS, 0), min(y1 + MASK_RADIUS, height)
+        part = cloud_shadow_mask(data[:, a0:a1], thr, shadow_stats=stats)
+        mask[y0:y1] = part[y0 - a0 : y1 - a0]
+
+    out_profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "dtype": "int8",
+        "count": 1,
+        "width": width,
+        "height": height,
+        "compress": "deflate",
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+    }
+    if profile.get("crs") is not None:
+        out_profile["crs"] = profile["crs"]
+    transform = profile.get("transform")
+    if transform is not None and transform != Affine.identity():
+        out_profile["transform"] = transform
+    out = Path(out_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with atomic_output(out) as tmp, rasterio.open(tmp, "w", **out_profile) as dst:
+            dst.write(mask, 1)
+    n = float(mask.size)
+    return {
+        "cloud_fraction": float(np.count_nonzero(mask == 1)) / n,
+        "shadow_fraction": float(np.count_nonzero(mask == -1)) / n,
+        "clear_fraction": float(np.count_nonzero(mask == 0)) / n,
+        "width": int(width),
+        "height": int(height),
+        "out": str(out),
+    }

@@ -719,6 +719,10 @@ def _stage_path(final: Path, tag: str) -> Path:
     return final.with_name(f".{final.stem}.{tag}-{os.getpid()}.tif")
 
 
+GDAL_CACHEMAX_MB = 256
+"""GDAL block cache used by :func:`predict` when the environment does not set GDAL_CACHEMAX."""
+
+
 def predict(
     s2: str | os.PathLike[str],
     weights_or_model: Any,
@@ -849,6 +853,10 @@ def predict(
 
     with contextlib.ExitStack() as outputs:
         outputs.enter_context(_no_georef_warning())
+        if "GDAL_CACHEMAX" not in os.environ:
+            # GDAL's block cache defaults to 5 % of RAM: cap it so that host memory is bounded
+            # by the tile, not the scene (the user's GDAL_CACHEMAX wins).
+            outputs.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHEMAX_MB))
         tmp_out = outputs.enter_context(atomic_output(out))
         tmp_mask = outputs.enter_context(atomic_output(mask_out)) if mask_out is not None else None
         try:

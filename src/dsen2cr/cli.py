@@ -87,10 +87,230 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+# --------------------------------------------------------------------------- evaluation
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score models on a SEN12MS-CR split (paper Table 1, Figs. 6-11)",
+        description="Run weight files (native safetensors, Keras .hdf5, pix2pix generators, "
+        "Lightning .ckpt) and the identity baseline over every whole patch of a SEN12MS-CR "
+        "split; write metrics.json, metrics.csv (per image), table.md (paper Table 1 layout), "
+        "band_nrmse.png and examples.png to --out. Python: dsen2cr.evaluation.evaluate.",
+    )
+    p.add_argument("--weights", type=Path, nargs="+", required=True, metavar="W",
+                   help="weight files to evaluate")
+    p.add_argument("--data", type=Path, required=True, metavar="ROOT",
+                   help="SEN12MS-CR root folder")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                   help="split to evaluate (default test)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    p.add_argument("--name", nargs="+", default=None, metavar="NAME",
+                   help="one model name per weight file (default: file stems)")
+    p.add_argument("--batch", type=int, default=8, help="patches per forward pass (default 8)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--num-workers", type=int, default=2, help="data-loader workers (default 2)")
+    p.add_argument("--max-images", type=int, default=None, metavar="N",
+                   help="evaluate only the first N patches")
+    p.add_argument("--examples", type=int, default=4, metavar="K",
+                   help="rows of the example figure (default 4, 0 for none)")
+    p.add_argument("--split-file", type=Path, default=None, help="custom split definition")
+
+    def run(a: argparse.Namespace) -> None:
+        from dsen2cr.evaluation import evaluate, format_table
+
+        result = evaluate(
+            a.weights, a.data, split=a.split, out_dir=a.out, names=a.name,
+            batch_size=a.batch, device=a.device, num_workers=a.num_workers,
+            max_images=a.max_images, examples=a.examples, split_file=a.split_file,
+        )  # fmt: skip
+        print(format_table(result), end="")
+        print(f"wrote {a.out}/metrics.json, metrics.csv, table.md and figures")
+
+    p.set_defaults(func=run)
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="synthetic data -> train SAR / no-SAR models -> evaluate -> report",
+        description="Generate a synthetic SEN12MS-CR, train small DSen2-CR models with the CARL "
+        "loss with and without SAR, evaluate them and the identity baseline on the held-out test "
+        "split, and write a report (report.md, report.html, metrics, figures) to --out. "
+        "Python: dsen2cr.demo.run_demo.",
+    )
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="report folder (default demo_out)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny settings (seconds): checks the pipeline, shows no real learning")
+    p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available)")
+
+    def run(a: argparse.Namespace) -> None:
+        from dsen2cr.demo import run_demo
+
+        run_demo(a.out, quick=a.quick, device=a.device)
+
+    p.set_defaults(func=run)
+
+
+# --------------------------------------------------------------------------- training
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train DSen2-CR or the pix2pix baseline from a YAML config",
+        description="Train a model as configured (configs/*.yaml: one file per row of the paper's "
+        "Table 1) with Lightning: checkpoints every epoch (last + best by val/loss), TensorBoard "
+        "and CSV logs, bf16 / multi-GPU / multi-node through --precision, --devices, --num-nodes "
+        "(launch one process per GPU with torchrun or SLURM srun). Exports run_dir/"
+        "weights.safetensors (or generator.safetensors for pix2pix). "
+        "Python: dsen2cr.training.train.",
+    )
+    p.add_argument("--config", type=Path, required=True, help="YAML config (configs/*.yaml)")
+    p.add_argument("--resume", default=None, metavar="PATH|last",
+                   help="continue from a Lightning checkpoint, or 'last' of this run")
+    p.add_argument("--devices", default=None,
+                   help="devices per node (int, -1 for all, or e.g. '0,1'); trainer.devices")
+    p.add_argument("--num-nodes", type=int, default=None, help="nodes; trainer.num_nodes")
+    p.add_argument("--precision", default=None,
+                   help="auto, bf16-mixed, 32-true, 16-mixed ...; trainer.precision")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                   help="config overrides, e.g. data.root=/data/SEN12MS-CR trainer.max_epochs=2")
+
+    def run(a: argparse.Namespace) -> None:
+        from dsen2cr.training import describe, train
+
+        extra = []
+        if a.devices is not None:
+            extra.append(f"trainer.devices={a.devices}" if "," not in a.devices
+                         else f"trainer.devices=[{a.devices}]")
+        if a.num_nodes is not None:
+            extra.append(f"trainer.num_nodes={a.num_nodes}")
+        if a.precision is not None:
+            extra.append(f"trainer.precision={a.precision}")
+        from lightning.pytorch.utilities import rank_zero_only
+
+        result = train(a.config, [*a.overrides, *extra], resume=a.resume)
+        if rank_zero_only.rank == 0:  # one summary line, not one per DDP process
+            print(describe(result))
+
+    p.set_defaults(func=run)
+
+
+# --------------------------------------------------------------------------- data
+def _add_synth_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "synth-data",
+        help="write a synthetic SEN12MS-CR (published layout, georeferenced)",
+        description="Generate a synthetic SEN12MS-CR in the published folder layout: per ROI a "
+        "land-cover scene with plausible 13-band L1C spectra, S1 VV/VH from the same land cover, "
+        "clouds (thick and thin, 0-100 % cover) with shadows, cut into 50 %-overlapping patches "
+        "on a UTM grid; test and val ROIs included. Python: dsen2cr.synthetic.generate_dataset.",
+    )
+    p.add_argument("out", type=Path, help="output root folder")
+    p.add_argument("--rois", type=int, default=8, help="number of ROIs (default 8)")
+    p.add_argument("--patches", type=int, default=32, help="patches per ROI (default 32)")
+    p.add_argument("--size", type=int, default=256, help="patch size in pixels (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--compress", default=None, help="GeoTIFF compression, e.g. zstd (default none)")
+    p.add_argument("--preview", type=Path, default=None, metavar="PNG",
+                   help="also write a PNG grid of a few triplets")
+
+    def run(a: argparse.Namespace) -> None:
+        from dsen2cr.synthetic import generate_dataset, preview_grid
+
+        if a.rois < 1 or a.patches < 1 or a.size < 8:
+            raise DSen2CRError("--rois and --patches must be >= 1 and --size >= 8")
+        root = generate_dataset(a.out, rois=a.rois, patches=a.patches, size=a.size, seed=a.seed,
+                                progress=sys.stderr.isatty(), compress=a.compress)
+        print(f"wrote {a.rois * a.patches} triplets to {root}")
+        if a.preview is not None:
+            preview_grid(root, a.preview)
+            print(f"wrote {a.preview}")
+
+    p.set_defaults(func=run)
+
+
+def _add_index(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "index",
+        help="index a SEN12MS-CR root and print triplet counts",
+        description="Build or refresh the index cache of a SEN12MS-CR root (published or "
+        "flattened layout) and print per-split / per-season triplet counts and incomplete "
+        "triplets as JSON. Python: dsen2cr.datasets.index_summary.",
+    )
+    p.add_argument("root", type=Path, help="dataset root folder")
+    p.add_argument("--split-file", type=Path, default=None,
+                   help="CSV (split,season,roi,patch) or DSen2-CR file list")
+    p.add_argument("--refresh", action="store_true", help="re-walk even if the cache is valid")
+    p.add_argument("--cache-dir", type=Path, default=None, help="folder of the index cache")
+
+    def run(a: argparse.Namespace) -> None:
+        from dsen2cr.datasets import index_summary
+
+        summary = index_summary(a.root, split_file=a.split_file, refresh=a.refresh,
+                                cache_dir=a.cache_dir)
+        print(json.dumps(summary, indent=2))
+
+    p.set_defaults(func=run)
+
+
+# --------------------------------------------------------------------------- predict
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="remove clouds from whole Sentinel-2 scenes (georeferenced COG output)",
+        description="Predict cloud-free Sentinel-2 for whole scenes with exact tiling: 13-band "
+        "GeoTIFF or L1C .SAFE/.zip (baseline >= 04.00 offset removed) plus an S1 VV/VH GeoTIFF in "
+        "dB (any CRS, reprojected onto the S2 grid). Writes a 13-band uint16 DN Cloud-Optimized "
+        "GeoTIFF on the S2 grid (0 = nodata). With several scenes (a list or quoted globs), --out "
+        "(and --mask-out, --preview) are folders and S1 files pair with S2 in sorted order. "
+        "Python: dsen2cr.inference.predict / predict_many.",
+    )
+    p.add_argument("--s2", nargs="+", required=True, metavar="CLOUDY",
+                   help="cloudy S2: 13-band GeoTIFF (DN), .SAFE folder or .zip; globs allowed")
+    p.add_argument("--s1", nargs="+", default=None, metavar="SAR",
+                   help="S1 VV/VH GeoTIFF(s) in dB (optional for weights without SAR)")
+    p.add_argument("--weights", required=True, type=Path,
+                   help=".safetensors or the authors' Keras .hdf5 weights")
+    p.add_argument("--out", required=True, type=Path, help="output .tif (a folder for several)")
+    p.add_argument("--mask-out", type=Path, default=None,
+                   help="also write the int8 cloud(1)/shadow(-1)/clear(0) mask (-128 nodata)")
+    p.add_argument("--preview", type=Path, default=None,
+                   help="also write a PNG preview: input, SAR, mask, prediction side by side")
+    p.add_argument("--tile", type=int, default=512,
+                   help="output pixels per tile side; the network sees tile + 2 x halo (default 512)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="tiles per forward pass (default 4 on CUDA, 1 on CPU)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16 runs the network under torch.autocast (default fp32)")
+    p.add_argument("--s1-linear", action="store_true",
+                   help="S1 holds linear backscatter: convert to dB (10 log10)")
+    p.add_argument("--threshold", type=float, default=0.2, help="cloud mask threshold (0.2)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    def run(a: argparse.Namespace) -> None:
+        from dsen2cr.inference import predict_scenes
+
+        results = predict_scenes(
+            a.s2, a.weights, a.out, a.s1, mask_out=a.mask_out, preview=a.preview, tile=a.tile,
+            batch=a.batch, device=a.device, precision=a.precision, s1_linear=a.s1_linear,
+            threshold=a.threshold, progress=not a.quiet,
+        )  # fmt: skip
+        for r in results:
+            print(json.dumps(r))
+
+    p.set_defaults(func=run)
+
+
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_mask,
     _add_convert_weights,
     _add_info,
+    _add_evaluate,
+    _add_demo,
+    _add_train,
+    _add_synth_data,
+    _add_index,
+    _add_predict,
 ]
 
 

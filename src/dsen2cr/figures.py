@@ -112,3 +112,163 @@ def save_figure(fig: object, path: object, dpi: int = 110) -> None:
     with atomic_output(path) as tmp:  # type: ignore[arg-type]
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")  # type: ignore[attr-defined]
     plt.close(fig)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- report plots
+def _plot_axes(width: float, height: float) -> tuple[object, object]:
+    """A figure (Agg backend) with one ordinary plot axes (ticks on)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, height))
+    return fig, ax
+
+
+def band_nrmse_plot(
+    nrmse: dict[str, object],
+    path: object,
+    title: str = "Per-band nRMSE over the test images (cf. paper Fig. 11)",
+) -> None:
+    """Grouped bar chart of the per-band normalised RMSE of several models (paper Fig. 11).
+
+    Args:
+        nrmse: ``{model name: (13,) nRMSE in percent}``, bands in S2_BANDS order.
+        path: output PNG.
+        title: figure title.
+    """
+    from dsen2cr.scaling import S2_BANDS
+
+    names = list(nrmse)
+    if not names:
+        raise ValueError("band_nrmse_plot needs at least one model")
+    fig, ax = _plot_axes(max(7.0, 0.55 * len(S2_BANDS) + 0.3 * len(names)), 3.6)
+    x = np.arange(len(S2_BANDS))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        values = _np(nrmse[name]).astype(np.float64).reshape(-1)
+        ax.bar(x - 0.4 + width * (i + 0.5), values, width, label=name)
+    ax.set_xticks(x)
+    ax.set_xticklabels(S2_BANDS)
+    ax.set_xlabel("Sentinel-2 band")
+    allv = np.concatenate([_np(v).astype(np.float64).reshape(-1) for v in nrmse.values()])
+    allv = allv[np.isfinite(allv) & (allv > 0)]
+    # one band with a tiny target range (e.g. B10 over clear land) can dwarf the others
+    log = bool(allv.size) and float(allv.max()) > 10.0 * float(np.median(allv))
+    if log:
+        ax.set_yscale("log")
+    ax.set_ylabel("nRMSE (%) of the band's value range" + (" (log scale)" if log else ""))
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def example_grid(
+    examples: list[dict[str, object]],
+    model_names: list[str],
+    path: object,
+    stretch: str | tuple[float, float] = RGB_STRETCH_DN,
+    title: str | None = None,
+) -> None:
+    """Example grid in the style of paper Figs. 6-9, one row per example image.
+
+    Columns: cloudy RGB, SAR composite, target RGB, the prediction of every model, the cloud /
+    shadow mask, and the reproduction-error map of every model (mean over the 13 bands of
+    ``|prediction - cloudy|`` in reflectance on clear pixels; cloud/shadow pixels drawn black,
+    as in paper Fig. 7), with one reflectance colour bar per row.
+
+    Args:
+        examples: one dict per row with ``"cloudy"``, ``"target"`` (13, H, W) DN, ``"sar"``
+            (2, H, W) dB, ``"mask"`` (H, W) {0 clear, 1 cloud or shadow},
+            ``"predictions"`` ``{name: (13, H, W) DN}`` and an optional ``"label"`` (str).
+        model_names: models to show, in column order (keys of ``predictions``).
+        path: output PNG.
+        stretch: RGB stretch passed to :func:`rgb_composite` (stated in the title).
+        title: figure title; by default one stating the RGB bands and the stretch.
+    """
+    import matplotlib
+
+    if not examples:
+        raise ValueError("example_grid needs at least one example")
+    cols = 3 + 2 * len(model_names) + 1
+    fig, axes = new_figure(len(examples), cols, size=2.1)
+    stretch_text = (
+        "per-image 2-98 % percentile stretch"
+        if isinstance(stretch, str)
+        else f"reflectance {stretch[0] / 10000:g}-{stretch[1] / 10000:g} stretched linearly"
+    )
+    cmap = matplotlib.colormaps["magma"].with_extremes(bad="black")
+    for r, ex in enumerate(examples):
+        mask = _np(ex["mask"]).reshape(_np(ex["mask"]).shape[-2:]) > 0
+        cloudy = _np(ex["cloudy"]).astype(np.float32)
+        panels: list[tuple[str, np.ndarray]] = [
+            ("cloudy input", rgb_composite(cloudy, stretch)),
+            ("SAR (G=VH, B=VV)", sar_composite(ex["sar"])),
+            ("target", rgb_composite(ex["target"], stretch)),
+        ]
+        preds = ex["predictions"]  # type: ignore[assignment]
+        for name in model_names:
+            panels.append((name, rgb_composite(preds[name], stretch)))  # type: ignore[index]
+        panels.append((f"mask ({100 * mask.mean():.0f} % cloud/shadow)", mask_composite(mask)))
+        errors = []
+        for name in model_names:
+            err = np.abs(_np(preds[name]).astype(np.float32) - cloudy).mean(axis=0) / 10000.0  # type: ignore[index]
+            errors.append(np.ma.masked_array(err, mask=mask))
+        clear = [e.compressed() for e in errors if e.count()]
+        vmax = float(np.percentile(np.concatenate(clear), 99)) if clear else 0.01
+        vmax = max(vmax, 1e-4)
+        for c, (label, img) in enumerate(panels):
+            axes[r, c].imshow(img, interpolation="nearest")
+            axes[r, c].set_title(label, fontsize=8)
+        im = None
+        for j, (name, err) in enumerate(zip(model_names, errors, strict=True)):
+            ax = axes[r, len(panels) + j]
+            im = ax.imshow(err, cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
+            ax.set_title(f"reprod. error\n{name}", fontsize=8)
+        if im is not None:
+            cb = fig.colorbar(im, ax=axes[r, len(panels):].tolist(), fraction=0.05, pad=0.02)  # type: ignore[attr-defined]
+            cb.set_label("|pred - cloudy| (reflectance)", fontsize=7)
+            cb.ax.tick_params(labelsize=7)
+        if ex.get("label"):
+            axes[r, 0].set_ylabel(str(ex["label"]), fontsize=7)
+    fig.suptitle(  # type: ignore[attr-defined]
+        title or f"RGB = B4, B3, B2, {stretch_text}; reproduction error on clear pixels, "
+        "cloud/shadow mask black",
+        fontsize=9,
+    )
+    save_figure(fig, path)
+
+
+def training_curves_plot(
+    curves: dict[str, dict[str, tuple[list[float], list[float]]]],
+    path: object,
+    title: str = "Training curves",
+) -> None:
+    """Loss per epoch of one or more training runs.
+
+    Args:
+        curves: ``{run name: {series name: (epochs, values)}}``, e.g. series ``"train_loss"`` and
+            ``"val_loss"`` (values in the loss's scaled domain).
+        path: output PNG.
+        title: figure title.
+    """
+    if not curves:
+        raise ValueError("training_curves_plot needs at least one run")
+    fig, ax = _plot_axes(6.5, 3.8)
+    styles = ["-", "--", ":", "-."]
+    colours = [f"C{i}" for i in range(10)]
+    for i, (run, series) in enumerate(curves.items()):
+        for j, (label, (epochs, values)) in enumerate(series.items()):
+            ax.plot(
+                epochs, values, styles[j % len(styles)], color=colours[i % len(colours)],
+                marker="o", markersize=3, label=f"{run}: {label}",
+            )  # fmt: skip
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (scaled domain)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.xaxis.get_major_locator().set_params(integer=True)  # type: ignore[attr-defined]
+    save_figure(fig, path)

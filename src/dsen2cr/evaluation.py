@@ -1,0 +1,439 @@
+"""Evaluation on a SEN12MS-CR split: the paper's Table 1 metrics, Fig. 11 and Figs. 6-9 pictures.
+
+:func:`evaluate` runs one or more trained models (native safetensors, the authors' Keras HDF5
+weights, pix2pix generators, Lightning checkpoints: anything :func:`dsen2cr.training.load_predictor`
+reads) over every whole patch of a split, together with the ``identity`` baseline (the cloudy input
+returned unchanged, the floor every model must beat), and writes to ``out_dir``:
+
+* ``metrics.json`` - ``{"models": {name: {metric: mean, ..., "band_nrmse": [13 values],
+  "images": N, "undefined": {metric: count}}}, "split", "data", "images", "device", ...}``;
+* ``metrics.csv`` - one row per image and model (model, season, roi, patch, cloud_fraction,
+  every metric);
+* ``table.md`` - the means laid out like the paper's Table 1;
+* ``band_nrmse.png`` (paper Fig. 11) and ``examples.png`` (paper Figs. 6-9).
+
+All metrics are computed on top-of-atmosphere reflectance (DN / 10000). The cloud/shadow mask
+that splits *reproduction* (clear pixels of the cloudy input) from *reconstruction* (pixels under
+clouds and shadows, compared with the target) is computed from the cloudy input by
+:func:`dsen2cr.cloudmask.binary_mask`, batched on the evaluation device. Metrics that are
+undefined for an image (reconstruction on a cloud-free patch, reproduction on a fully covered
+one) are left out of that metric's mean and counted under ``"undefined"``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dsen2cr.errors import DSen2CRError
+from dsen2cr.metrics import METRIC_KEYS, format_table1
+from dsen2cr.scaling import scaled_to_reflectance, scaled_to_s1, scaled_to_s2
+
+IDENTITY = "identity"
+"""Name of the baseline that returns the cloudy input unchanged."""
+
+# --------------------------------------------------------------------------- models
+class _Identity(nn.Module):
+    """The baseline: the prediction is the cloudy input."""
+
+    name = IDENTITY
+    uses_sar = False
+
+    def forward(self, optical: torch.Tensor, sar: torch.Tensor | None = None) -> torch.Tensor:
+        return optical
+
+
+def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> nn.Module:
+    """Load any supported weight file as a predictor ``forward(optical, sar) -> prediction``.
+
+    Uses :func:`dsen2cr.training.load_predictor` (native safetensors, Keras HDF5, pix2pix
+    generator safetensors, Lightning ``.ckpt``); without the training module, native and Keras
+    DSen2-CR weights are read with :meth:`dsen2cr.models.DSen2CR.from_pretrained`.
+
+    Args:
+        path: weight file.
+        device: device to put the model on.
+
+    Returns:
+        The model in eval mode on ``device``; inputs and output in the scaled domain.
+
+    Raises:
+        DSen2CRError: the file is missing or not a supported weight file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DSen2CRError(f"weight file not found: {p}")
+    try:
+        from dsen2cr.training import load_predictor
+    except ImportError:
+        from dsen2cr.models import DSen2CR
+
+        model: nn.Module = DSen2CR.from_pretrained(p)
+    else:
+        model = load_predictor(p)
+    return model.to(device).eval()
+
+
+def _model_names(weights: Sequence[Path], names: Sequence[str] | None) -> list[str]:
+    if names is not None and len(names) != len(weights):
+        raise DSen2CRError(
+            f"got {len(names)} name(s) for {len(weights)} weight file(s); give one name per file"
+        )
+    out: list[str] = []
+    for i, w in enumerate(weights):
+        base = names[i] if names is not None else w.stem
+        if not base or base == IDENTITY:
+            raise DSen2CRError(f"model name {base!r} for {w} is reserved or empty; pick another")
+        name, k = base, 2
+        while name in out:
+            if names is not None:
+                raise DSen2CRError(f"model name {base!r} is given twice; names must be unique")
+            name, k = f"{base}_{k}", k + 1
+        out.append(name)
+    return out
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise DSen2CRError(f"unknown device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DSen2CRError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+# --------------------------------------------------------------------------- data
+def _open_split(
+    data_root: Path, split: str, split_file: str | os.PathLike[str] | None
+) -> torch.utils.data.Dataset:
+    from dsen2cr.datasets import SEN12MSCR
+
+    if not data_root.exists():
+        raise DSen2CRError(f"data folder not found: {data_root}")
+    if not data_root.is_dir():
+        raise DSen2CRError(f"data root {data_root} is not a folder")
+    ds = SEN12MSCR(data_root, split=split, crop_size=None, augment=False, split_file=split_file)
+    if len(ds) == 0:
+        raise DSen2CRError(f"the {split!r} split of {data_root} has no images")
+    return ds
+
+
+def _to_list(x: Any, n: int) -> list[Any]:
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    return [x] * n
+
+
+def _mask_of(optical_scaled: torch.Tensor, threshold: float) -> torch.Tensor:
+    """(B, H, W) float {0, 1} cloud-or-shadow mask of a scaled cloudy batch."""
+    from dsen2cr.cloudmask import binary_mask
+
+    m = binary_mask(scaled_to_s2(optical_scaled), threshold=threshold)
+    if m.ndim == 4:
+        m = m[:, 0]
+    return m.to(optical_scaled.dtype)
+
+
+# --------------------------------------------------------------------------- evaluation
+def evaluate(
+    weights: Sequence[str | os.PathLike[str]],
+    data_root: str | os.PathLike[str],
+    split: str = "test",
+    out_dir: str | os.PathLike[str] = "evaluation",
+    names: Sequence[str] | None = None,
+    *,
+    batch_size: int = 8,
+    device: str | torch.device | None = None,
+    num_workers: int = 0,
+    max_images: int | None = None,
+    examples: int = 4,
+    cloud_threshold: float = 0.2,
+    split_file: str | os.PathLike[str] | None = None,
+    stretch: str | tuple[float, float] = (0.0, 3000.0),
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate models on a SEN12MS-CR split and write the report files.
+
+    Args:
+        weights: weight files (native ``.safetensors``, Keras ``.hdf5``, pix2pix generator,
+            Lightning ``.ckpt``); may be empty, then only ``identity`` is scored.
+        data_root: SEN12MS-CR root folder (the ``ROIs*_<season>`` folders).
+        split: ``"test"``, ``"val"``, ``"train"`` or ``"all"``.
+        out_dir: output folder (created).
+        names: one name per weight file (default: the file stems, made unique).
+        batch_size: patches per forward pass.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available.
+        num_workers: data-loader worker processes.
+        max_images: evaluate only the first N patches of the split (in dataset order).
+        examples: rows of the example grid (0 for none), picked deterministically over the range
+            of cloud fractions.
+        cloud_threshold: threshold of the cloud detector that makes the evaluation mask.
+        split_file: optional split definition passed to the dataset.
+        stretch: RGB stretch of the example grid in DN (default reflectance 0-0.3), or
+            ``"percentile"``.
+        progress: show a progress bar (on a terminal).
+
+    Returns:
+        The content of ``metrics.json``.
+
+    Raises:
+        DSen2CRError: a weight file is missing or unreadable, the data folder is missing, or the
+            split has no images.
+    """
+    from tqdm import tqdm
+
+    from dsen2cr.datasets import collate
+    from dsen2cr.io import atomic_output
+    from dsen2cr.metrics import MetricAccumulator, batch_band_nrmse, batch_metrics
+
+    weight_paths = [Path(w) for w in weights]
+    model_names = _model_names(weight_paths, names)
+    if batch_size < 1:
+        raise DSen2CRError(f"batch size must be at least 1, got {batch_size}")
+    if max_images is not None and max_images < 1:
+        raise DSen2CRError(f"--max-images must be at least 1, got {max_images}")
+    dev = _resolve_device(device)
+    models: dict[str, nn.Module] = {}
+    for name, path in zip(model_names, weight_paths, strict=True):
+        models[name] = load_model(path, dev)
+    models[IDENTITY] = _Identity()
+    root = Path(data_root)
+    dataset = _open_split(root, split, split_file)
+    indices = list(range(len(dataset)))
+    if max_images is not None:
+        indices = indices[:max_images]
+    subset = torch.utils.data.Subset(dataset, indices)
+    loader = torch.utils.data.DataLoader(
+        subset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate,
+        pin_memory=dev.type == "cuda",
+    )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    accumulators = {name: MetricAccumulator() for name in models}
+    rows: list[dict[str, Any]] = []
+    image_info: list[dict[str, Any]] = []  # per evaluated image: dataset index + metadata
+    position = 0
+    bar = tqdm(
+        total=len(subset), desc=f"evaluate {split}", unit="img", disable=None if progress else True
+    )
+    with torch.inference_mode():
+        for batch in loader:
+            if batch is None or batch["optical"].shape[0] == 0:
+                continue  # every sample of the batch was skipped
+            optical = batch["optical"].to(dev, non_blocking=True).float()
+            sar = batch["sar"].to(dev, non_blocking=True).float()
+            target = batch["target"].to(dev, non_blocking=True).float()
+            n = optical.shape[0]
+            mask = _mask_of(optical, cloud_threshold)
+            cloud_fraction = mask.flatten(1).mean(1).tolist()
+            cloudy_r = scaled_to_reflectance(optical)
+            target_r = scaled_to_reflectance(target)
+            meta = {k: _to_list(batch.get(k), n) for k in ("season", "roi", "patch")}
+            base = len(image_info)
+            for i in range(n):
+                image_info.append(
+                    {
+                        "index": indices[position + i] if position + i < len(indices) else None,
+                        "season": meta["season"][i],
+                        "roi": meta["roi"][i],
+                        "patch": meta["patch"][i],
+                        "cloud_fraction": cloud_fraction[i],
+                    }
+                )
+            for name, model in models.items():
+                pred_r = scaled_to_reflectance(model(optical, sar).float())
+                values = batch_metrics(pred_r, target_r, cloudy_r, mask)
+                accumulators[name].update(
+                    {**values, "band_nrmse": batch_band_nrmse(pred_r, target_r)}
+                )
+                per_image = {k: v.cpu().tolist() for k, v in values.items()}
+                for i in range(n):
+                    row = {"model": name, **{k: v for k, v in image_info[base + i].items()}}
+                    row.pop("index")
+                    row.update({k: per_image[k][i] for k in METRIC_KEYS if k in per_image})
+                    rows.append(row)
+            position += n
+            bar.update(n)
+    bar.close()
+    if not image_info:
+        raise DSen2CRError(f"no readable image in the {split!r} split of {root}")
+
+    result: dict[str, Any] = {"models": {}}
+    for name, acc in accumulators.items():
+        stats = acc.compute()
+        entry: dict[str, Any] = {}
+        for k in METRIC_KEYS:
+            v = stats.get(k)
+            entry[k] = None if v is None or not math.isfinite(float(v)) else float(v)
+        entry["band_nrmse"] = [
+            float(x) if math.isfinite(x) else None for x in np.asarray(stats["band_nrmse"])
+        ]
+        entry["images"] = len(image_info)
+        entry["undefined"] = {k: int(stats.get(f"{k}_undefined", 0)) for k in METRIC_KEYS}
+        if name != IDENTITY:
+            entry["weights"] = str(weight_paths[model_names.index(name)])
+        result["models"][name] = entry
+    result.update(
+        {
+            "split": split,
+            "data": str(root),
+            "images": len(image_info),
+            "device": str(dev),
+            "cloud_threshold": cloud_threshold,
+            "units": {
+                "mae": "TOA reflectance",
+                "rmse": "TOA reflectance",
+                "psnr": "dB",
+                "sam": "degrees",
+                "ssim": "unitless",
+                "band_nrmse": "percent of each band's value range",
+            },
+        }
+    )
+
+    with atomic_output(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    with atomic_output(out / "metrics.csv") as tmp, open(tmp, "w", newline="") as fh:
+        fields = ["model", "season", "roi", "patch", "cloud_fraction", *METRIC_KEYS]
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(row.get(k)) for k in fields})
+    with atomic_output(out / "table.md") as tmp:
+        tmp.write_text(format_table(result, caption=_caption(result)))
+
+    from dsen2cr.figures import band_nrmse_plot, example_grid
+
+    band_nrmse_plot(
+        {n: np.array([np.nan if v is None else v for v in e["band_nrmse"]])
+         for n, e in result["models"].items()},
+        out / "band_nrmse.png",
+        title=f"Per-band nRMSE, mean over {len(image_info)} {split} images (cf. paper Fig. 11)",
+    )  # fmt: skip
+    figure_models = [n for n in models if n != IDENTITY]
+    chosen = pick_examples([i["cloud_fraction"] for i in image_info], examples)
+    if chosen and figure_models:
+        grid = _example_rows(
+            dataset, [image_info[c] for c in chosen], models, figure_models, dev, cloud_threshold
+        )
+        example_grid(grid, figure_models, out / "examples.png", stretch=stretch)
+    return result
+
+
+def _csv_value(v: Any) -> Any:
+    if isinstance(v, float):
+        return "" if not math.isfinite(v) else f"{v:.6g}"
+    return "" if v is None else v
+
+
+def pick_examples(cloud_fractions: Sequence[float], k: int) -> list[int]:
+    """Deterministic choice of ``k`` example images spread over the range of cloud cover.
+
+    Images with some cloud are preferred (cloud removal has nothing to show on a clear patch);
+    among them the ones at evenly spaced quantiles of the cloud fraction, from light to full
+    cover, are taken; ties are broken by position.
+
+    Args:
+        cloud_fractions: cloud-or-shadow fraction of each image, in [0, 1].
+        k: number of examples wanted.
+
+    Returns:
+        Up to ``k`` distinct positions into ``cloud_fractions``, by increasing cloud fraction.
+    """
+    if k <= 0 or not cloud_fractions:
+        return []
+    order = sorted(range(len(cloud_fractions)), key=lambda i: (cloud_fractions[i], i))
+    cloudy = [i for i in order if cloud_fractions[i] > 0.0]
+    pool = cloudy if len(cloudy) >= k else order
+    if len(pool) <= k:
+        return sorted(pool, key=lambda i: (cloud_fractions[i], i))
+    picks = np.linspace(0.15, 0.85, k) if k > 1 else np.array([0.5])
+    positions = sorted({round(q * (len(pool) - 1)) for q in picks})
+    return [pool[p] for p in positions]
+
+
+def _example_rows(
+    dataset: Any,
+    infos: list[dict[str, Any]],
+    models: dict[str, nn.Module],
+    figure_models: list[str],
+    dev: torch.device,
+    threshold: float,
+) -> list[dict[str, Any]]:
+    rows = []
+    with torch.inference_mode():
+        for info in infos:
+            sample = dataset[info["index"]]
+            optical = sample["optical"][None].to(dev).float()
+            sar = sample["sar"][None].to(dev).float()
+            mask = _mask_of(optical, threshold)[0]
+            preds = {
+                name: scaled_to_s2(models[name](optical, sar)[0]).float().cpu().numpy()
+                for name in figure_models
+            }
+            rows.append(
+                {
+                    "cloudy": scaled_to_s2(sample["optical"]).numpy(),
+                    "target": scaled_to_s2(sample["target"]).numpy(),
+                    "sar": scaled_to_s1(sample["sar"]).numpy(),
+                    "mask": mask.cpu().numpy(),
+                    "predictions": preds,
+                    "label": f"{info['season']} ROI {info['roi']} p{info['patch']}",
+                }
+            )
+    return rows
+
+
+# --------------------------------------------------------------------------- table
+def _caption(result: dict[str, Any]) -> str:
+    return (
+        f"Means over {result['images']} whole patches of the `{result['split']}` split of "
+        f"`{result['data']}`. Target: prediction vs. cloud-free target; Reprod: prediction vs. "
+        "cloudy input on clear pixels; Recon: prediction vs. target under clouds and shadows "
+        f"(mask: cloud detector, threshold {result.get('cloud_threshold', 0.2)}). MAE and RMSE "
+        "in TOA reflectance. `identity` returns the cloudy input."
+    )
+
+
+def format_table(result: dict[str, Any], caption: str | None = None) -> str:
+    """Markdown table of mean metrics laid out like the paper's Table 1 (rows = models).
+
+    Columns and precision are :data:`dsen2cr.metrics.TABLE1_COLUMNS`: MAE Target / Reprod /
+    Recon and RMSE Target (TOA reflectance), PSNR (dB), SAM Target / Reprod / Recon (degrees),
+    SSIM. Undefined values print as ``n/a``.
+
+    Args:
+        result: the ``metrics.json`` content (``{"models": {name: {metric: value}}}``).
+        caption: text placed under the table.
+
+    Returns:
+        Markdown text ending with a newline.
+    """
+    rows = {
+        name: {k: v for k, v in entry.items() if isinstance(v, (int, float)) or v is None}
+        for name, entry in result["models"].items()
+    }
+    rows = {n: {k: (math.nan if v is None else v) for k, v in r.items()} for n, r in rows.items()}
+    text = format_table1(rows) + "\n"
+    if caption:
+        text += f"\n{caption}\n"
+    return text

@@ -24,7 +24,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check .
 
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -32,8 +32,11 @@ test: install lint
 demo: install
 	$(BIN)/dsen2cr demo --out $(DEMO_OUT)
 
+# CPU-sized benchmarks (JSON on stdout); see README "Benchmarks" for the GPU-sized ones.
 bench: install
 	$(BIN)/python benchmarks/bench_cloudmask.py
+	$(BIN)/python benchmarks/bench_dataloading.py
+	$(BIN)/python benchmarks/bench_predict.py --device cpu --size 2048 --features 32 --blocks 4
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info

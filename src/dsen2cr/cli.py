@@ -18,8 +18,6 @@ from pathlib import Path
 from dsen2cr import __version__
 from dsen2cr.errors import DSen2CRError
 
-Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
 
 # --------------------------------------------------------------------------- foundation
 def _add_mask(sub: argparse._SubParsersAction) -> None:
@@ -302,15 +300,15 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_predict,
     _add_mask,
     _add_convert_weights,
     _add_info,
-    _add_evaluate,
-    _add_demo,
-    _add_train,
     _add_synth_data,
     _add_index,
-    _add_predict,
+    _add_train,
+    _add_evaluate,
+    _add_demo,
 ]
 
 

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from dsen2cr.errors import DSen2CRError
+from dsen2cr.inference import resolve_device
 from dsen2cr.metrics import METRIC_KEYS, format_table1
 from dsen2cr.scaling import scaled_to_reflectance, scaled_to_s1, scaled_to_s2
 
@@ -55,9 +56,8 @@ class _Identity(nn.Module):
 def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> nn.Module:
     """Load any supported weight file as a predictor ``forward(optical, sar) -> prediction``.
 
-    Uses :func:`dsen2cr.training.load_predictor` (native safetensors, Keras HDF5, pix2pix
-    generator safetensors, Lightning ``.ckpt``); without the training module, native and Keras
-    DSen2-CR weights are read with :meth:`dsen2cr.models.DSen2CR.from_pretrained`.
+    Native safetensors, Keras HDF5, pix2pix generator safetensors and Lightning ``.ckpt`` files
+    (:func:`dsen2cr.training.load_predictor`).
 
     Args:
         path: weight file.
@@ -69,18 +69,12 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
     Raises:
         DSen2CRError: the file is missing or not a supported weight file.
     """
+    from dsen2cr.training import load_predictor
+
     p = Path(path)
     if not p.is_file():
         raise DSen2CRError(f"weight file not found: {p}")
-    try:
-        from dsen2cr.training import load_predictor
-    except ImportError:
-        from dsen2cr.models import DSen2CR
-
-        model: nn.Module = DSen2CR.from_pretrained(p)
-    else:
-        model = load_predictor(p)
-    return model.to(device).eval()
+    return load_predictor(p).to(device).eval()
 
 
 def _model_names(weights: Sequence[Path], names: Sequence[str] | None) -> list[str]:
@@ -100,18 +94,6 @@ def _model_names(weights: Sequence[Path], names: Sequence[str] | None) -> list[s
             name, k = f"{base}_{k}", k + 1
         out.append(name)
     return out
-
-
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise DSen2CRError(f"unknown device {device!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DSen2CRError(f"device {device!r} requested but CUDA is not available")
-    return dev
 
 
 # --------------------------------------------------------------------------- data
@@ -206,7 +188,7 @@ def evaluate(
         raise DSen2CRError(f"batch size must be at least 1, got {batch_size}")
     if max_images is not None and max_images < 1:
         raise DSen2CRError(f"--max-images must be at least 1, got {max_images}")
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     models: dict[str, nn.Module] = {}
     for name, path in zip(model_names, weight_paths, strict=True):
         models[name] = load_model(path, dev)

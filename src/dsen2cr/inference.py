@@ -130,11 +130,12 @@ def plan_tiles(height: int, width: int, tile: int, halo: int) -> list[Tile]:
 
 
 # --------------------------------------------------------------------------- model & device
-def resolve_device(device: str = "auto") -> Any:
-    """``"auto"`` -> CUDA if available else CPU; ``"cuda"``/``"cuda:N"``/``"cpu"`` checked."""
+def resolve_device(device: Any = "auto") -> Any:
+    """``"auto"``/``None`` -> CUDA if available else CPU; ``"cuda"``/``"cuda:N"``/``"cpu"`` (or a
+    ``torch.device``) checked against the machine, with a clear error."""
     import torch
 
-    d = (device or "auto").lower()
+    d = str(device or "auto").lower()
     if d == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if d.startswith("cuda"):

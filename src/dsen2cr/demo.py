@@ -56,11 +56,11 @@ _CONFIG_HEADER = (
 
 DEMO_SETTINGS: dict[str, dict[str, Any]] = {
     "full": {
-        "data": {"rois": 16, "patches": 16, "size": 64},
+        "data": {"rois": 64, "patches": 5, "size": 64},
         "model": {"features": 32, "blocks": 6},
         "batch_size": 8,
         "crop_size": 64,
-        "epochs": 20,
+        "epochs": 36,
         "limit_train_batches": None,
         "examples": 4,
     },

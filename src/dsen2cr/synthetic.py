@@ -71,13 +71,13 @@ CLASS_SPECTRA = np.array(
 # Sentinel-1 backscatter per class in dB: (VV, VH) mean, per-field spread.
 CLASS_SAR_DB = np.array(
     [
-        [-20.0, -27.0],  # water (smooth surface, specular)
-        [-7.5, -13.0],  # forest (volume scattering, high VH)
-        [-10.0, -16.5],  # cropland
-        [-11.5, -18.5],  # grassland
-        [-13.0, -21.0],  # bare field
+        [-20.0, -28.0],  # water (smooth surface, specular)
+        [-7.5, -12.5],  # forest (volume scattering, high VH)
+        [-9.0, -14.5],  # cropland
+        [-11.5, -19.0],  # grassland
+        [-14.0, -23.0],  # bare field (surface scattering, low VH)
         [-3.5, -10.5],  # urban (double bounce)
-        [-15.0, -23.0],  # bare rock / sand
+        [-16.5, -25.5],  # bare rock / sand
     ],
     dtype=np.float32,
 )
@@ -229,15 +229,21 @@ def _sar(
     sar_means: np.ndarray,
     texture: np.ndarray,
     blocks: np.ndarray,
+    field_gain: np.ndarray,
 ) -> np.ndarray:
-    """(2, H, W) float32 VV, VH backscatter in dB from the land cover, with speckle."""
+    """(2, H, W) float32 VV, VH backscatter in dB from the land cover, with speckle.
+
+    Per-field offsets are partly tied to the field's optical brightness (``field_gain``: denser,
+    brighter vegetation scatters more, VH most), partly independent.
+    """
     n_fields = int(fields.max()) + 1
-    field_off = rng.normal(0.0, 1.0, (n_fields, 2)).astype(np.float32)
+    field_off = rng.normal(0.0, 0.5, (n_fields, 2)).astype(np.float32)
+    field_off += field_gain[:, None] * np.array([5.0, 8.0], np.float32)
     db = np.moveaxis(sar_means[lc], -1, 0).copy()  # (2, H, W)
     db += np.where(lc == WATER, 0.0, 1.0)[None] * field_off[fields].transpose(2, 0, 1)
-    db += (np.where(lc == WATER, 1.5, 0.8) * texture)[None]
+    db += (np.where(lc == WATER, 1.0, 0.5) * texture)[None]
     db += (np.where(lc == URBAN, 3.0, 0.0) * blocks)[None]
-    looks = 4.9
+    looks = 8.0  # equivalent number of looks of a multi-looked GRD product
     speckle = rng.gamma(looks, 1.0 / looks, size=db.shape).astype(np.float32)
     db += 10.0 * np.log10(np.maximum(speckle, 1e-6))
     return db.astype(np.float32)
@@ -261,11 +267,12 @@ def _cloud_fields(
     ph, pw = h + 2 * pad, w + 2 * pad
     d = 0.4 * fractal_noise((ph, pw), rng, 3.0) + 0.9 * fractal_noise((ph, pw), rng, 4.4)
     d /= d.std()
-    # opacity ceiling: ~1 for thick clouds, ~0.3-0.55 where clouds are thin
+    # opacity ceiling: ~1 for thick clouds, ~0.3-0.55 where clouds are thin; most scenes are
+    # dominated by optically thick cloud, as SEN12MS-CR's cloudy images (20-70 % cover) are
     thin = fractal_noise((ph, pw), rng, 4.0)
-    thin_share = rng.uniform(-0.8, 0.8)
+    thin_share = rng.uniform(-0.3, 1.3)
     amax = 0.3 + 0.7 / (1.0 + np.exp(-3.0 * (thin + thin_share)))
-    k = 1.5
+    k = 3.0
     view = (slice(pad, pad + h), slice(pad, pad + w))
     d_view, amax_view = d[view], amax[view]
 
@@ -369,7 +376,7 @@ def make_scene(
     ]
 
     s1 = _sar(lc, fields, rng, CLASS_SAR_DB + rng.normal(0, 0.4, (1, 2)).astype(np.float32),
-              coarse, blocks)  # fmt: skip
+              coarse, blocks, field_gain)  # fmt: skip
 
     def to_dn(refl: np.ndarray) -> np.ndarray:
         refl = _smooth_bands(refl)

@@ -313,6 +313,18 @@ def test_cli_end_to_end(cli_inputs, capsys):
         assert (a.crs, a.transform, a.shape) == (b.crs, b.transform, b.shape)
 
 
+def test_cli_compression_option(cli_inputs):
+    d = cli_inputs
+    args = ["predict", "--s2", str(d / "s2.tif"), "--s1", str(d / "s1.tif"), "--weights",
+            str(d / "w.safetensors"), "--tile", "128", "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main([*args, "--out", str(d / "z.tif"), "--compress", "zstd"]) == 0
+    assert main([*args, "--out", str(d / "n.tif"), "--compress", "none"]) == 0
+    with rasterio.open(d / "z.tif") as z, rasterio.open(d / "n.tif") as n:
+        assert z.compression is not None and z.compression.name.upper() == "ZSTD"
+        assert n.compression is None
+        np.testing.assert_array_equal(z.read(), n.read())
+
+
 def test_cli_sar_free_weights_ignore_s1(cli_inputs, capsys, caplog):
     d = cli_inputs
     tiny_model(sar=False).save_pretrained(d / "nosar.safetensors")

@@ -283,6 +283,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--s1-linear", action="store_true",
                    help="S1 holds linear backscatter: convert to dB (10 log10)")
     p.add_argument("--threshold", type=float, default=0.2, help="cloud mask threshold (0.2)")
+    p.add_argument("--compress", default="DEFLATE", choices=["DEFLATE", "ZSTD", "LZW", "NONE"],
+                   type=str.upper,
+                   help="output compression (default DEFLATE, the most widely readable; ZSTD "
+                   "writes faster)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(a: argparse.Namespace) -> None:
@@ -291,7 +295,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         results = predict_scenes(
             a.s2, a.weights, a.out, a.s1, mask_out=a.mask_out, preview=a.preview, tile=a.tile,
             batch=a.batch, device=a.device, precision=a.precision, s1_linear=a.s1_linear,
-            threshold=a.threshold, progress=not a.quiet,
+            threshold=a.threshold, compress=a.compress, progress=not a.quiet,
         )  # fmt: skip
         for r in results:
             print(json.dumps(r))

@@ -163,23 +163,14 @@ class DSen2CR(nn.Module):
         Returns:
             The written path.
         """
-        from safetensors.torch import save_file
-
-        from dsen2cr.io import atomic_output
-
-        info = {**self.training_info, **(training_info or {})}
-        metadata = {
-            "format": "dsen2cr",
-            "format_version": FORMAT_VERSION,
-            "architecture": "DSen2CR",
-            "config": json.dumps(self.config),
-            "input_normalization": json.dumps(NORMALIZATION),
-            "training": json.dumps(info),
-        }
-        state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-        with atomic_output(path) as tmp:
-            save_file(state, str(tmp), metadata=metadata)
-        return Path(path)
+        return write_safetensors(
+            path,
+            self.state_dict(),
+            architecture="DSen2CR",
+            config=self.config,
+            input_normalization=NORMALIZATION,
+            training={**self.training_info, **(training_info or {})},
+        )
 
     @classmethod
     def from_pretrained(
@@ -219,8 +210,57 @@ class DSen2CR(nn.Module):
         return model.to(map_location).eval()
 
 
-def read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a native weight file: ``(config, state_dict, training_info)``."""
+def write_safetensors(
+    path: str | os.PathLike[str],
+    state_dict: dict[str, torch.Tensor],
+    *,
+    architecture: str,
+    config: dict[str, Any],
+    input_normalization: dict[str, Any],
+    training: dict[str, Any],
+) -> Path:
+    """Write a native weight file (atomically): tensors plus JSON metadata.
+
+    The metadata records ``format`` (``dsen2cr``), ``format_version``, ``architecture`` (the
+    class that rebuilds the network), ``config`` (its constructor arguments),
+    ``input_normalization`` and ``training``.
+    """
+    from safetensors.torch import save_file
+
+    from dsen2cr.io import atomic_output
+
+    metadata = {
+        "format": "dsen2cr",
+        "format_version": FORMAT_VERSION,
+        "architecture": architecture,
+        "config": json.dumps(config),
+        "input_normalization": json.dumps(input_normalization),
+        "training": json.dumps(training),
+    }
+    state = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    with atomic_output(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+    return Path(path)
+
+
+def safetensors_architecture(path: str | os.PathLike[str]) -> str | None:
+    """The ``architecture`` recorded in a native weight file's metadata (None if absent)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("architecture")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"cannot read weight file {path}: {exc}") from None
+
+
+def read_safetensors(
+    path: str | os.PathLike[str], architecture: str = "DSen2CR", what: str = "DSen2-CR"
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a native weight file of ``architecture``: ``(config, state_dict, training_info)``.
+
+    ``what`` names the expected kind of file in the error raised for any other file.
+    """
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -229,9 +269,9 @@ def read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"cannot read weight file {path}: {exc}") from None
-    if meta.get("architecture") != "DSen2CR" or "config" not in meta:
+    if meta.get("architecture") != architecture or "config" not in meta:
         raise WeightsError(
-            f"{path} is not a DSen2-CR weight file (no DSen2CR architecture in its metadata)"
+            f"{path} is not a {what} weight file (no {architecture} architecture in its metadata)"
         )
     try:
         config = json.loads(meta["config"])

@@ -22,7 +22,6 @@ are deterministic.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +33,7 @@ from torch import nn
 from dsen2cr import scaling
 from dsen2cr.datasets import is_empty_batch
 from dsen2cr.errors import WeightsError
+from dsen2cr.models import read_safetensors, write_safetensors
 from dsen2cr.training import CloudRemovalModule
 
 __all__ = [
@@ -45,7 +45,6 @@ __all__ = [
     "lr_factor",
 ]
 
-FORMAT_VERSION = "1"
 OPTICAL_CHANNELS = 13
 SAR_CHANNELS = 2
 
@@ -283,26 +282,17 @@ class Pix2PixPredictor(nn.Module):
         self, path: str | os.PathLike[str], training_info: dict[str, Any] | None = None
     ) -> Path:
         """Save the generator to safetensors (architecture ``Pix2PixUNet`` + config metadata)."""
-        from safetensors.torch import save_file
-
-        from dsen2cr.io import atomic_output
-
-        info = {**self.training_info, **(training_info or {})}
-        metadata = {
-            "format": "dsen2cr",
-            "format_version": FORMAT_VERSION,
-            "architecture": "Pix2PixUNet",
-            "config": json.dumps(self.config),
-            "input_normalization": json.dumps(
-                {"s2": {"clip_dn": [0.0, scaling.S2_MAX_DN], "range": [-1.0, 1.0]},
-                 "s1": {"clip_db": list(scaling.PIX2PIX_S1_CLIP_DB), "range": [-1.0, 1.0]}}
-            ),
-            "training": json.dumps(info),
-        }
-        state = {k: v.detach().cpu().contiguous() for k, v in self.generator.state_dict().items()}
-        with atomic_output(path) as tmp:
-            save_file(state, str(tmp), metadata=metadata)
-        return Path(path)
+        return write_safetensors(
+            path,
+            self.generator.state_dict(),
+            architecture="Pix2PixUNet",
+            config=self.config,
+            input_normalization={
+                "s2": {"clip_dn": [0.0, scaling.S2_MAX_DN], "range": [-1.0, 1.0]},
+                "s1": {"clip_db": list(scaling.PIX2PIX_S1_CLIP_DB), "range": [-1.0, 1.0]},
+            },
+            training={**self.training_info, **(training_info or {})},
+        )
 
     @classmethod
     def from_pretrained(
@@ -313,25 +303,14 @@ class Pix2PixPredictor(nn.Module):
         Raises:
             WeightsError: the file is missing, unreadable or not a pix2pix generator file.
         """
-        from safetensors import SafetensorError, safe_open
-
         p = Path(path)
         if not p.is_file():
             raise WeightsError(f"weight file not found: {p}")
+        config, state, info = read_safetensors(p, architecture="Pix2PixUNet", what="pix2pix generator")
         try:
-            with safe_open(str(p), framework="pt") as f:
-                meta = f.metadata() or {}
-                state = {k: f.get_tensor(k) for k in f.keys()}
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise WeightsError(f"cannot read weight file {p}: {exc}") from None
-        if meta.get("architecture") != "Pix2PixUNet" or "config" not in meta:
-            raise WeightsError(f"{p} is not a pix2pix generator file (no Pix2PixUNet metadata)")
-        try:
-            config = json.loads(meta["config"])
-            info = json.loads(meta.get("training", "{}"))
             gen = UNetGenerator(**config)
             gen.load_state_dict(state, strict=True)
-        except (json.JSONDecodeError, TypeError, RuntimeError) as exc:
+        except (TypeError, ValueError, RuntimeError) as exc:
             raise WeightsError(f"{p} does not hold a valid pix2pix generator: {exc}") from None
         model = cls(gen, info)
         if not info.get("name"):

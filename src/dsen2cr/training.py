@@ -48,7 +48,7 @@ from torch import nn
 from dsen2cr import losses, scaling
 from dsen2cr.datasets import is_empty_batch
 from dsen2cr.errors import DSen2CRError, WeightsError
-from dsen2cr.models import DSen2CR
+from dsen2cr.models import DSen2CR, safetensors_architecture
 
 __all__ = [
     "DEFAULTS",
@@ -817,16 +817,6 @@ def _from_checkpoint(path: Path) -> nn.Module:
     return model
 
 
-def _safetensors_architecture(path: Path) -> str | None:
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return (f.metadata() or {}).get("architecture")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"cannot read weight file {path}: {exc}") from None
-
-
 def load_predictor(path: str | os.PathLike[str]) -> nn.Module:
     """Load any supported weights as a predictor ``forward(optical_scaled, sar_scaled)``.
 
@@ -856,7 +846,7 @@ def load_predictor(path: str | os.PathLike[str]) -> nn.Module:
         model = DSen2CR.from_pretrained(p)
         model.name = p.stem
     else:
-        arch = _safetensors_architecture(p)
+        arch = safetensors_architecture(p)
         if arch == "Pix2PixUNet":
             from dsen2cr.pix2pix import Pix2PixPredictor
 

@@ -213,7 +213,7 @@ def test_s1_in_other_crs_is_reprojected_exactly(tmp_path, small):
     rows, cols = np.mgrid[0:h, 0:w]
     xs, ys = rasterio.transform.xy(scene.transform, rows.ravel(), cols.ravel())
     lon, lat = warp_transform(UTM, "EPSG:4326", xs, ys)
-    ci, ri = ~t1 * (np.asarray(lon), np.asarray(lat))
+    ci, ri = ~t1 @ (np.asarray(lon), np.asarray(lat))
     for b in range(2):
         ref = map_coordinates(s1[b].astype(np.float64), [ri - 0.5, ci - 0.5], order=1)
         np.testing.assert_allclose(whole[b], ref.reshape(h, w), atol=1e-3)

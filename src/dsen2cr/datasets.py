@@ -45,7 +45,6 @@ import json
 import logging
 import os
 import re
-import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -277,12 +276,13 @@ def build_index(
     layout, dirs, files, names = _walk(root)
     data = {"version": INDEX_VERSION, "root": str(root), "layout": layout, "dirs": dirs}
     if layout == "flat":
-        common = set(names["s1"]) & set(names["s2"]) & set(names["s2_cloudy"])
-        everything = set(names["s1"]) | set(names["s2"]) | set(names["s2_cloudy"])
+        sets = {m: set(names[m]) for m in MODALITIES}
+        common = set.intersection(*sets.values())
+        everything = set.union(*sets.values())
         data["names"] = sorted(common, key=lambda n: (*_parse_flat_name(n), n))
         data["incomplete"] = [
             {"season": s, "roi": r, "patch": p, "name": n,
-             "missing": [m for m in MODALITIES if n not in set(names[m])]}
+             "missing": [m for m in MODALITIES if n not in sets[m]]}
             for n in sorted(everything - common) for s, r, p in [_parse_flat_name(n)]
         ]  # fmt: skip
     else:
@@ -481,9 +481,9 @@ def _select_filelist(
 # --------------------------------------------------------------------------- reading
 def _open(path: str, what: str, bands: int, dtypes: Sequence[str]) -> Any:
     from dsen2cr.io import check_band_count, open_raster
+    from dsen2cr.sentinel import _no_georef_warning
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # NotGeoreferencedWarning
+    with _no_georef_warning():
         src = open_raster(path, what)
     try:
         check_band_count(src.count, bands, path, what)

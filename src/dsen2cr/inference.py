@@ -510,13 +510,11 @@ class _Preview:
 
 class _Counters:
     def __init__(self) -> None:
-        self.valid = 0
         self.cloud = 0
         self.shadow = 0
         self.nodata = 0
 
     def add(self, ok: np.ndarray, s2ok: np.ndarray, mask: np.ndarray | None) -> None:
-        self.valid += int(ok.sum())
         self.nodata += int(ok.size - ok.sum())
         if mask is not None:
             self.cloud += int(np.count_nonzero((mask == 1) & s2ok))
@@ -831,10 +829,10 @@ def predict(
     @contextlib.contextmanager
     def open_sink() -> Iterator[Callable[..., None]]:
         with contextlib.ExitStack() as stack:
-            dst = stack.enter_context(_quiet_open(stage_out, out_profile))
+            dst = stack.enter_context(rasterio.open(stage_out, "w", **out_profile))
             mdst = None
             if stage_mask is not None:
-                mdst = stack.enter_context(_quiet_open(stage_mask, mask_profile))
+                mdst = stack.enter_context(rasterio.open(stage_mask, "w", **mask_profile))
 
             def write(t: Tile, p: np.ndarray, v: np.ndarray, m: Any, s2c: Any, sar: Any) -> None:
                 ok = v if sar is None else v & np.isfinite(sar).all(axis=0)
@@ -907,20 +905,6 @@ def predict(
         _write_preview(pv, Path(preview), scene.name)
         summary["preview"] = str(preview)
     return summary
-
-
-@contextlib.contextmanager
-def _quiet_open(path: Path, profile: dict[str, Any]) -> Iterator[Any]:
-    """Open a GeoTIFF for writing; inputs without georeferencing give outputs without it."""
-    import warnings
-
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path, "w", **profile) as ds:
-            yield ds
 
 
 def _write_preview(pv: _Preview, path: Path, title: str) -> None:

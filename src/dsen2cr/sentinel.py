@@ -225,27 +225,6 @@ class S2Reader:
         dn = np.where(valid[None], dn, np.float32(0.0)).astype(np.float32, copy=False)
         return dn, valid
 
-    def read_decimated(self, max_size: int) -> np.ndarray:
-        """The whole scene decimated so that its longer side is at most ``max_size``.
-
-        Returns:
-            float32 (13, h, w) DN, offset removed, nodata pixels 0 (for previews).
-        """
-        from rasterio.enums import Resampling
-
-        s = self.scene
-        step = max(1, math.ceil(max(s.height, s.width) / max_size))
-        h, w = math.ceil(s.height / step), math.ceil(s.width / step)
-        if s.kind == "geotiff":
-            raw = self._datasets[0].read(out_shape=(13, h, w), resampling=Resampling.nearest)
-        else:
-            raw = np.stack(
-                [ds.read(1, out_shape=(h, w), resampling=Resampling.nearest) for ds in self._datasets]
-            )
-        raw = raw.astype(np.float32)
-        valid = self._valid(raw)
-        return np.where(valid[None], self._to_dn(raw, tuple(range(13))), np.float32(0.0))
-
 
 def open_s2(path: str | os.PathLike[str]) -> S2Scene:
     """Inspect a Sentinel-2 input and describe its 10 m grid.
@@ -540,18 +519,22 @@ class S1Reader:
             kw: dict[str, Any] = {}
             if source.src_nodata is not None:
                 kw["src_nodata"] = source.src_nodata
-            self._vrt = WarpedVRT(
-                self._src,
-                crs=source.crs,
-                transform=source.transform,
-                width=source.width,
-                height=source.height,
-                resampling=Resampling.bilinear,
-                nodata=float("nan"),
-                dtype="float32",
-                tolerance=WARP_TOLERANCE,
-                **kw,
-            )
+            try:
+                self._vrt = WarpedVRT(
+                    self._src,
+                    crs=source.crs,
+                    transform=source.transform,
+                    width=source.width,
+                    height=source.height,
+                    resampling=Resampling.bilinear,
+                    nodata=float("nan"),
+                    dtype="float32",
+                    tolerance=WARP_TOLERANCE,
+                    **kw,
+                )
+            except Exception as exc:
+                self._src.close()
+                raise DataError(f"cannot reproject S1 image {source.path}: {exc}") from None
 
     def __enter__(self) -> S1Reader:
         return self

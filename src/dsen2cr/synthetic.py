@@ -99,9 +99,6 @@ CLOUD_VISIBILITY = 0.2
 SHADOW_VISIBILITY = 0.3
 """Shadowing cloud opacity from which a clear pixel counts as shadow in the ``shadow`` truth."""
 
-PATCH_STRIDE = 128
-"""Stride between neighbouring patches of one ROI (pixels), as in SEN12MS-CR (50 % overlap)."""
-
 
 def fractal_noise(
     shape: tuple[int, int], rng: np.random.Generator, beta: float = 3.0
@@ -594,25 +591,24 @@ def preview_grid(
         for trip in candidates:
             cloudy, _ = read_raster(trip[2], 13, "S2 cloudy image")
             mask = cloud_shadow_mask(cloudy)
-            scored.append((float((mask != 0).mean()), trip, mask))
+            scored.append((float((mask != 0).mean()), trip, mask, cloudy))
         targets = np.linspace(0.1, 0.8, n) if n > 1 else np.array([0.4])
         picks: list[int] = []
         for target in targets[: len(scored)]:
             free = [i for i in range(len(scored)) if i not in picks]
             picks.append(min(free, key=lambda i: abs(scored[i][0] - target)))
         picks.sort(key=lambda i: scored[i][0])
-        rows = [(scored[i][1], scored[i][2]) for i in picks]
+        rows = [scored[i][1:] for i in picks]
     else:
         rows = []
         for trip in list(root_or_paths)[:n]:
             cloudy, _ = read_raster(trip[2], 13, "S2 cloudy image")
-            rows.append((trip, cloud_shadow_mask(cloudy)))
+            rows.append((trip, cloud_shadow_mask(cloudy), cloudy))
     fig, axes = new_figure(len(rows), 4)
     titles = ("cloudy S2 (RGB)", "S1 (R=0, G=VH, B=VV)", "cloud-free S2 target", "cloud / shadow")
-    for i, ((s1p, s2p, s2cp), mask) in enumerate(rows):
+    for i, ((s1p, s2p, s2cp), mask, s2c) in enumerate(rows):
         s1, _ = read_raster(s1p, 2, "S1 image")
         s2, _ = read_raster(s2p, 13, "S2 image")
-        s2c, _ = read_raster(s2cp, 13, "S2 cloudy image")
         pics = (rgb_composite(s2c), sar_composite(s1), rgb_composite(s2), mask_composite(mask))
         for j, pic in enumerate(pics):
             axes[i, j].imshow(pic, interpolation="nearest")

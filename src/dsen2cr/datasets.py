@@ -748,10 +748,10 @@ class EpochRandomSampler(torch.utils.data.Sampler[int]):
     by one per iteration.
     """
 
-    def __init__(self, n: int, seed: int = 0) -> None:
+    def __init__(self, n: int, seed: int = 0, epoch: int = 0) -> None:
         self.n = int(n)
         self.seed = int(seed)
-        self.epoch = 0
+        self.epoch = int(epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch of the next iteration."""
@@ -868,7 +868,11 @@ def _make_datamodule_class() -> type:
         def train_dataloader(self) -> Any:
             """Shuffled, cropped, augmented training batches."""
             ds = self.dataset("train")
-            return self._loader("train", self.batch_size, EpochRandomSampler(len(ds), self.seed))
+            # start at the trainer's epoch: on resume the checkpoint is restored before this is
+            # called, and neither DDP's sampler wrapper nor the first prefetch sees set_epoch
+            epoch = self.trainer.current_epoch if self.trainer is not None else 0
+            sampler = EpochRandomSampler(len(ds), self.seed, epoch=epoch)
+            return self._loader("train", self.batch_size, sampler)
 
         def val_dataloader(self) -> Any:
             """Whole validation patches in index order."""

@@ -99,11 +99,15 @@ def demo_config(
         seed: random seed of initialisation and data order.
     """
     s = DEMO_SETTINGS["quick" if quick else "full"]
-    accelerator = "auto" if device is None else ("gpu" if str(device).startswith("cuda") else "cpu")
+    import torch
+
+    cuda = device is not None and str(device).startswith("cuda")
+    accelerator = "auto" if device is None else ("gpu" if cuda else "cpu")
     trainer: dict[str, Any] = {
         "max_epochs": s["epochs"],
         "accelerator": accelerator,
-        "devices": 1,
+        # the same GPU that evaluation uses ("cuda:1" -> device index 1)
+        "devices": [torch.device(device).index or 0] if cuda else 1,
         "precision": "32-true",
         "num_sanity_val_steps": 0,
         "log_every_n_steps": 5,

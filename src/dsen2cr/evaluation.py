@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dsen2cr.datasets import is_empty_batch
 from dsen2cr.errors import DSen2CRError
 from dsen2cr.inference import resolve_device
 from dsen2cr.metrics import METRIC_KEYS, format_table1
@@ -219,7 +220,7 @@ def evaluate(
     )
     with torch.inference_mode():
         for batch in loader:
-            if batch is None or batch["optical"].shape[0] == 0:
+            if is_empty_batch(batch):
                 continue  # every sample of the batch was skipped
             optical = batch["optical"].to(dev, non_blocking=True).float()
             sar = batch["sar"].to(dev, non_blocking=True).float()

@@ -48,7 +48,7 @@ from torch import nn
 from dsen2cr import losses, scaling
 from dsen2cr.datasets import is_empty_batch
 from dsen2cr.errors import DSen2CRError, WeightsError
-from dsen2cr.models import DSen2CR, safetensors_architecture
+from dsen2cr.models import KERAS_SUFFIXES, DSen2CR, safetensors_architecture
 
 __all__ = [
     "DEFAULTS",
@@ -842,7 +842,7 @@ def load_predictor(path: str | os.PathLike[str]) -> nn.Module:
     suffix = p.suffix.lower()
     if suffix == ".ckpt":
         model = _from_checkpoint(p)
-    elif suffix in (".h5", ".hdf5", ".keras_h5"):
+    elif suffix in KERAS_SUFFIXES:
         model = DSen2CR.from_pretrained(p)
         model.name = p.stem
     else:

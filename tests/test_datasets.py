@@ -134,6 +134,16 @@ def test_incomplete_triplets_reported(tmp_path: Path, caplog: pytest.LogCaptureF
     assert "2 incomplete triplet(s)" in caplog.text and "patch 2" in caplog.text
 
 
+def _age_folders(root: Path) -> None:
+    """Set every folder's mtime 10 s back and re-cache the index, so that the next change gives
+    its folder a different mtime even on file systems with coarse timestamps."""
+    old = os.stat(root).st_mtime_ns - 10**10
+    for d in [root, *(p for p in root.rglob("*") if p.is_dir() and p.name != ".dsen2cr")]:
+        os.utime(d, ns=(old, old))
+    ds.build_index(root)
+    assert ds.build_index(root).from_cache
+
+
 def test_index_cache_reused_and_invalidated(
     small_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -151,11 +161,13 @@ def test_index_cache_reused_and_invalidated(
     assert len(again) == len(first.triplets)
     assert ds.build_index(small_root).from_cache
     # a new triplet changes folder mtimes: the cache is rebuilt and sees it
+    _age_folders(small_root)
     write_triplet(small_root, "fall", 139, 7)
     rebuilt = ds.build_index(small_root)
     assert not rebuilt.from_cache
     assert ("fall", 139, 7) in {(t.season, t.roi, t.patch) for t in rebuilt.triplets}
     # deleting a file (mtime of its folder changes) invalidates too
+    _age_folders(small_root)
     os.remove(paths(small_root, "fall", 139, 7)["s2"])
     after = ds.build_index(small_root)
     assert not after.from_cache and len(after.incomplete) == 1
@@ -387,6 +399,22 @@ def test_bad_files_skipped(bad_root: Path, caplog: pytest.LogCaptureFixture) -> 
 
 
 # --------------------------------------------------------------------------- Lightning
+def test_train_loader_starts_at_the_trainers_epoch(small_root: Path) -> None:
+    """A resumed run continues the epoch sequence of crops and order instead of repeating 0."""
+    from types import SimpleNamespace
+
+    dm = ds.SEN12MSCRDataModule.from_config(
+        {"root": str(small_root), "batch_size": 2, "num_workers": 0, "crop_size": 16})
+    dm.setup("fit")
+    assert dm.train_dataloader().sampler.epoch == 0
+    dm.trainer = SimpleNamespace(current_epoch=3)
+    sampler = dm.train_dataloader().sampler
+    assert sampler.epoch == 3
+    fresh = ds.EpochRandomSampler(len(sampler), sampler.seed)
+    fresh.set_epoch(3)
+    assert list(sampler) == list(fresh)
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_datamodule_batches(small_root: Path, workers: int) -> None:
     dm = ds.SEN12MSCRDataModule.from_config(

@@ -404,7 +404,8 @@ def test_predict_many_sequential_and_spawned(tmp_path):
 
 # --------------------------------------------------------------------------- real data
 @pytest.mark.realdata
-@pytest.mark.skipif(not REALDATA.exists(), reason="../shared/realdata not present")
+@pytest.mark.skipif(not (REALDATA / "sen1floods11" / "Spain_7370579_S2Hand.tif").exists(),
+                    reason="../shared/realdata/sen1floods11 not present")
 def test_real_sen1floods11_scene(tmp_path):
     d = REALDATA / "sen1floods11"
     s2_path, s1_path = d / "Spain_7370579_S2Hand.tif", d / "Spain_7370579_S1Hand.tif"

@@ -27,6 +27,7 @@ from dsen2cr.training import (
     resolve_trainer_kwargs,
     train,
 )
+from test_keras_weights import random_weights, write_keras  # Keras-layout file writer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -318,9 +319,8 @@ def test_load_predictor_formats(tmp_path, data) -> None:
             assert torch.equal(model(data["optical"], data["sar"]), expected), path
 
     # the authors' Keras HDF5 layout (writer from the Keras-weights tests)
-    keras = pytest.importorskip("test_keras_weights")
-    kernels, biases = keras.random_weights(features=4, blocks=1, sar=2, seed=3)
-    h5 = keras.write_keras(tmp_path / "model_SARcarl.hdf5", kernels, biases)
+    kernels, biases = random_weights(features=4, blocks=1, sar=2, seed=3)
+    h5 = write_keras(tmp_path / "model_SARcarl.hdf5", kernels, biases)
     model = load_predictor(h5)
     assert model.uses_sar and model.name == "model_SARcarl" and model.config["features"] == 4
 
@@ -353,7 +353,6 @@ def test_cli_train_errors(tmp_path, capsys) -> None:
 
 
 def test_cli_train_on_generated_dataset(tmp_path, capsys) -> None:
-    pytest.importorskip("dsen2cr.datasets")
     from dsen2cr.synthetic import generate_dataset
 
     root = generate_dataset(tmp_path / "data", rois=4, patches=4, size=32, progress=False)

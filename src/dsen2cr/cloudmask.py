@@ -298,10 +298,11 @@ def _torch_ops(device: Any) -> tuple[Callable, Callable]:
         # does. The CPU kernel divides truly for float64 either way (and faster by a scalar).
         if on_cpu:
             return x / c
-        return x / torch.tensor(c, dtype=torch.float64, device=device)
+        # torch.full fills on the device: no host-to-device copy (and no stream sync) per call
+        return x / torch.full((), c, dtype=torch.float64, device=device)
 
     def where(cond: Any, a: float, b: Any) -> Any:
-        return torch.where(cond, torch.tensor(a, dtype=b.dtype, device=device), b)
+        return torch.where(cond, torch.full((), a, dtype=b.dtype, device=device), b)
 
     return div, where
 
@@ -317,8 +318,7 @@ def _torch_minimum(a: Any, b: Any) -> Any:
 def _torch_reflectance(batch: Any) -> list[Any]:
     import torch
 
-    idx = torch.tensor(_USED_BANDS, device=batch.device)
-    sub = batch.index_select(1, idx).to(torch.float64)
+    sub = torch.stack([batch[:, b] for b in _USED_BANDS], 1).to(torch.float64)
     div, _ = _torch_ops(batch.device)
     sub = div(sub, 10000.0)
     return list(sub.unbind(1))

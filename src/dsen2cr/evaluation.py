@@ -125,10 +125,7 @@ def _mask_of(optical_scaled: torch.Tensor, threshold: float) -> torch.Tensor:
     """(B, H, W) float {0, 1} cloud-or-shadow mask of a scaled cloudy batch."""
     from dsen2cr.cloudmask import binary_mask
 
-    m = binary_mask(scaled_to_s2(optical_scaled), threshold=threshold)
-    if m.ndim == 4:
-        m = m[:, 0]
-    return m.to(optical_scaled.dtype)
+    return binary_mask(scaled_to_s2(optical_scaled), threshold=threshold).to(optical_scaled.dtype)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -235,7 +232,7 @@ def evaluate(
             for i in range(n):
                 image_info.append(
                     {
-                        "index": indices[position + i] if position + i < len(indices) else None,
+                        "index": indices[position + i],
                         "season": meta["season"][i],
                         "roi": meta["roi"][i],
                         "patch": meta["patch"][i],
@@ -248,11 +245,13 @@ def evaluate(
                 accumulators[name].update(
                     {**values, "band_nrmse": batch_band_nrmse(pred_r, target_r)}
                 )
-                per_image = {k: v.cpu().tolist() for k, v in values.items()}
+                keys = [k for k in METRIC_KEYS if k in values]
+                # one device-to-host copy per batch and model, not one per metric
+                table = torch.stack([values[k] for k in keys], 1).cpu().tolist()
                 for i in range(n):
-                    row = {"model": name, **{k: v for k, v in image_info[base + i].items()}}
+                    row = {"model": name, **image_info[base + i]}
                     row.pop("index")
-                    row.update({k: per_image[k][i] for k in METRIC_KEYS if k in per_image})
+                    row.update(zip(keys, table[i], strict=True))
                     rows.append(row)
             position += n
             bar.update(n)

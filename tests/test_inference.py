@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -416,3 +417,69 @@ def test_real_sen1floods11_scene(tmp_path):
         assert (a.crs, a.transform, a.shape) == (b.crs, b.transform, b.shape)
         s2 = b.read()
     assert res["nodata_fraction"] == pytest.approx(float((s2 == 0).all(axis=0).mean()))
+
+
+# --------------------------------------------------------------------------- speed settings
+def test_pipeline_queues_the_next_batch_before_waiting(small):
+    """Batch k is launched before batch k - 1's results are collected (one batch in flight)."""
+    from dsen2cr.inference import _ArrayInputs, _Pipeline, s2_valid
+
+    s2 = small["s2_cloudy"]
+    inputs = _ArrayInputs(s2, None, s2_valid(s2))
+    tiles = plan_tiles(*s2.shape[1:], 64, 8)
+    batches = [tiles[i : i + 4] for i in range(0, len(tiles), 4)]
+    events: list[tuple[str, int]] = []
+
+    def launch(ts, x, _s1):
+        k = len([e for e in events if e[0] == "launch"])
+        events.append(("launch", k))
+
+        def finish():
+            events.append(("finish", k))
+            return [np.zeros((13, *t.core[2:]), np.float32) for t in ts], None
+
+        return finish
+
+    written = []
+
+    @contextlib.contextmanager
+    def sink():
+        yield lambda t, *rest: written.append(t)
+
+    _Pipeline().run(batches, inputs, launch, sink, lambda n: None)
+    n = len(batches)
+    expected = [("launch", 0)]
+    for k in range(1, n):
+        expected += [("launch", k), ("finish", k - 1)]
+    assert events == [*expected, ("finish", n - 1)]
+    assert written == tiles
+
+
+def test_compiled_prediction_pads_the_last_batch(small):
+    """torch.compile + channels_last give the plain result; the short last batch is padded, so
+    only one graph is compiled."""
+    import torch._dynamo
+
+    s2, s1 = small["s2_cloudy"], small["s1"]
+    ref = whole_prediction(tiny_model(), s2, s1)
+    plain = predict_array(tiny_model(), s2, s1, tile=64, batch=5, channels_last=False)
+    np.testing.assert_allclose(plain["prediction"], ref, rtol=0, atol=1e-5)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    model = tiny_model()
+    res = predict_array(model, s2, s1, tile=64, batch=5, compile=True)  # 12 tiles: 5 + 5 + 2
+    assert model.head.weight.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(res["prediction"], ref, rtol=0, atol=1e-5)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    torch._dynamo.reset()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_prediction_matches_cpu(scene):
+    s2, s1 = scene["s2_cloudy"], scene["s1"]
+    cpu = predict_array(tiny_model(), s2, s1, tile=256, batch=3, with_mask=True)
+    gpu = predict_array(tiny_model(), s2, s1, tile=256, batch=3, with_mask=True, device="cuda")
+    np.testing.assert_allclose(gpu["prediction"], cpu["prediction"], rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(gpu["mask"], cpu["mask"])
+    bf = predict_array(tiny_model(), s2, s1, tile=256, batch=3, device="cuda", precision="bf16")
+    assert np.abs(bf["prediction"] - cpu["prediction"]).mean() * 0.2 < 1e-2  # reflectance

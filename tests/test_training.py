@@ -173,8 +173,14 @@ def test_tiny_model_loss_falls_and_exports(tmp_path, data) -> None:
     assert yaml.safe_load((res.run_dir / "config.yaml").read_text()) == res.config
     assert res.last_checkpoint == res.run_dir / "checkpoints" / "last.ckpt"
     assert res.best_checkpoint is not None and res.best_checkpoint.is_file()
-    assert list((res.run_dir / "csv").rglob("metrics.csv"))
     assert list((res.run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    (csv_file,) = (res.run_dir / "csv").rglob("metrics.csv")
+    import csv
+
+    rows = list(csv.DictReader(csv_file.open()))
+    assert sum(bool(r["train/loss_step"]) for r in rows) == 12  # one per step (1 step per epoch)
+    epoch_losses = [float(r["train/loss_epoch"]) for r in rows if r["train/loss_epoch"]]
+    assert epoch_losses == pytest.approx(losses_, rel=1e-6)  # the global epoch mean
 
     # exported weights = the best checkpoint, loadable by DSen2CR.from_pretrained
     assert res.weights == res.run_dir / "weights.safetensors"
@@ -191,6 +197,59 @@ def test_tiny_model_loss_falls_and_exports(tmp_path, data) -> None:
         module = DSen2CRModule(res.config)
         module.load_state_dict(best["state_dict"])
         assert torch.equal(module.eval()(data["optical"], data["sar"]), expected)
+
+
+def test_speed_settings(data, monkeypatch) -> None:
+    cfg = load_config({"model": {"features": 8, "blocks": 2}})
+    assert cfg["speed"] == {"channels_last": True, "compile": False}
+    assert cfg["trainer"]["benchmark"] is True  # cuDNN autotuning (Lightning's flag)
+    fast = DSen2CRModule(cfg).eval()
+    assert fast.model.head.weight.is_contiguous(memory_format=torch.channels_last)
+    plain = DSen2CRModule(load_config(cfg, ["speed.channels_last=false"])).eval()
+    assert plain.model.head.weight.is_contiguous()
+    plain.load_state_dict(fast.state_dict())
+    with torch.no_grad():
+        y_fast = fast(data["optical"], data["sar"])
+        y_plain = plain(data["optical"], data["sar"])
+    assert y_fast.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y_fast, y_plain, rtol=1e-5, atol=1e-6)
+
+    calls = []
+    monkeypatch.setattr(DSen2CR, "compile", lambda self, *a, **k: calls.append(self))
+    DSen2CRModule(cfg).configure_model()
+    assert calls == []
+    compiled = DSen2CRModule(load_config(cfg, ["speed.compile=true"]))
+    compiled.configure_model()
+    compiled.configure_model()  # Lightning may call the hook again: compile once
+    assert calls == [compiled.model]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_step_makes_no_host_sync() -> None:
+    """Mask, forward (bf16), CARL, backward and NAdam queue on the GPU without waiting for it."""
+    dev = torch.device("cuda")
+    batch = {k: v.to(dev) for k, v in scene_tensors(n=2, size=64).items()}
+    module = DSen2CRModule(load_config({"model": {"features": 16, "blocks": 2}})).to(dev)
+    opt = module.configure_optimizers()
+
+    def step() -> torch.Tensor:
+        mask = module.cloud_mask(batch, batch["optical"])
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            pred = module(batch["optical"], batch["sar"])
+        loss = module.compute_loss(pred, batch["target"], batch["optical"], mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    step()  # first step: optimiser state allocation, cuDNN autotuning
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        losses_ = [step() for _ in range(3)]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(torch.isfinite(v).item() for v in losses_)
 
 
 class CaptureRestored(L.Callback):

@@ -287,6 +287,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    type=str.upper,
                    help="output compression (default DEFLATE, the most widely readable; ZSTD "
                    "writes faster)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network first (tens of seconds; pays for large scenes "
+                   "on a GPU)")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                   help="run the network in NCHW instead of the faster NHWC memory format")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(a: argparse.Namespace) -> None:
@@ -296,6 +301,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
             a.s2, a.weights, a.out, a.s1, mask_out=a.mask_out, preview=a.preview, tile=a.tile,
             batch=a.batch, device=a.device, precision=a.precision, s1_linear=a.s1_linear,
             threshold=a.threshold, compress=a.compress, progress=not a.quiet,
+            channels_last=a.channels_last, compile=a.compile,
         )  # fmt: skip
         for r in results:
             print(json.dumps(r))

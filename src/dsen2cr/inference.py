@@ -174,7 +174,13 @@ def _check_options(tile: int, batch: int | None, precision: str) -> None:
 
 # --------------------------------------------------------------------------- compute
 class _Predictor:
-    """Runs the network (and the cloud mask) on a batch of equally sized tiles."""
+    """Runs the network (and the cloud mask) on a batch of equally sized tiles.
+
+    :meth:`launch` queues a batch's work on the device and returns at once with a function that
+    waits for it and hands out the results; on CUDA the results come back by one asynchronous
+    copy into pinned host memory, so the pipeline prepares and queues the next batch while the
+    GPU computes this one.
+    """
 
     def __init__(
         self,
@@ -184,6 +190,8 @@ class _Predictor:
         with_mask: bool,
         threshold: float,
         shadow_stats: Any,
+        channels_last: bool = True,
+        pad_batch: int | None = None,
     ) -> None:
         self.model = model
         self.device = device
@@ -191,52 +199,87 @@ class _Predictor:
         self.with_mask = with_mask
         self.threshold = threshold
         self.shadow_stats = shadow_stats
+        self.channels_last = channels_last
+        self.pad_batch = pad_batch
 
-    def __call__(
-        self, tiles: Sequence[Tile], s2: np.ndarray, s1: np.ndarray | None
-    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
-        """s2 (B, 13, h, w) DN, s1 (B, 2, h, w) dB or None -> per tile cores: prediction
-        (13, ch, cw) float32 scaled, mask (ch, cw) int8."""
+    def _to_device(self, a: np.ndarray) -> Any:
         import torch
 
+        t = torch.from_numpy(a)
+        if self.device.type == "cuda":
+            t = t.pin_memory().to(self.device, non_blocking=True)
+        return t
+
+    def launch(
+        self, tiles: Sequence[Tile], s2: np.ndarray, s1: np.ndarray | None
+    ) -> Callable[[], tuple[list[np.ndarray], list[np.ndarray] | None]]:
+        """Queue one batch: s2 (B, 13, h, w) DN, s1 (B, 2, h, w) dB or None.
+
+        Returns:
+            A function giving per tile cores: prediction (13, ch, cw) float32 scaled and mask
+            (ch, cw) int8 (or None).
+        """
+        import torch
+
+        from dsen2cr.performance import autocast, to_memory_format
         from dsen2cr.scaling import s1_to_scaled, s2_to_scaled
 
-        dev = self.device
-        cuda = dev.type == "cuda"
-        dn = torch.from_numpy(s2)
-        if cuda:
-            dn = dn.pin_memory().to(dev, non_blocking=True)
+        n = len(tiles)
+        if self.pad_batch is not None and n < self.pad_batch:  # keep one input shape
+            reps = self.pad_batch - n
+            s2 = np.concatenate([s2, np.repeat(s2[-1:], reps, axis=0)])
+            if s1 is not None:
+                s1 = np.concatenate([s1, np.repeat(s1[-1:], reps, axis=0)])
+        cuda = self.device.type == "cuda"
+        dn = self._to_device(s2)
         sar = None
         if self.model.uses_sar:
             if s1 is None:
                 raise DSen2CRError("this model uses SAR but no S1 input was given")
-            t = torch.from_numpy(s1)
-            if cuda:
-                t = t.pin_memory().to(dev, non_blocking=True)
             # missing SAR (NaN) -> 0 in the scaled domain; those pixels become nodata anyway
-            sar = torch.nan_to_num(s1_to_scaled(t), nan=0.0)
+            sar = torch.nan_to_num(s1_to_scaled(self._to_device(s1)), nan=0.0)
+            sar = to_memory_format(sar, self.channels_last)
         with torch.inference_mode():
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                pred = self.model(s2_to_scaled(dn), sar)
-            pred = pred.float()
+            optical = to_memory_format(s2_to_scaled(dn), self.channels_last)
+            with autocast(self.device, self.precision):
+                pred = self.model(optical, sar)
+            # float32 NCHW, so that host-side slices are plain views
+            pred = pred[:n].float().contiguous()
             mask = None
             if self.with_mask:
                 from dsen2cr.cloudmask import cloud_shadow_mask
 
                 # on CPU the numpy/scipy path is faster; both give bit-identical masks
-                src = s2 if not cuda else dn
+                src = dn[:n] if cuda else s2[:n]
                 mask = cloud_shadow_mask(src, self.threshold, shadow_stats=self.shadow_stats)
-                if not cuda:
-                    mask = torch.from_numpy(mask)
-            preds, masks = [], []
-            for i, t in enumerate(tiles):
-                r, c, h, w = t.inner
-                preds.append(pred[i, :, r : r + h, c : c + w])
+            if cuda:
+                host_p = torch.empty(pred.shape, dtype=pred.dtype, pin_memory=True)
+                host_p.copy_(pred, non_blocking=True)
+                host_m = None
                 if mask is not None:
-                    masks.append(mask[i, r : r + h, c : c + w])
-            out_p = [p.cpu().numpy() for p in preds]
-            out_m = [m.cpu().numpy() for m in masks] if mask is not None else None
-        return out_p, out_m
+                    host_m = torch.empty(mask.shape, dtype=mask.dtype, pin_memory=True)
+                    host_m.copy_(mask, non_blocking=True)
+                done = torch.cuda.Event()
+                done.record()
+            else:
+                host_p, host_m, done = pred, mask, None
+
+        def finish() -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+            if done is not None:
+                done.synchronize()
+            p = host_p.numpy()
+            m = host_m.numpy() if isinstance(host_m, torch.Tensor) else host_m
+            preds = [_core(p[i], t) for i, t in enumerate(tiles)]
+            masks = None if m is None else [_core(m[i], t) for i, t in enumerate(tiles)]
+            return preds, masks  # type: ignore[return-value]
+
+        return finish
+
+    def __call__(
+        self, tiles: Sequence[Tile], s2: np.ndarray, s1: np.ndarray | None
+    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """:meth:`launch` and wait: per tile cores of the prediction and the mask."""
+        return self.launch(tiles, s2, s1)()
 
 
 def _core(a: np.ndarray | None, t: Tile) -> np.ndarray | None:
@@ -388,7 +431,7 @@ class _Pipeline:
         self,
         batches: list[list[Tile]],
         inputs: Any,
-        compute: Callable[[list[Tile], np.ndarray, np.ndarray | None], Any],
+        launch: Callable[[list[Tile], np.ndarray, np.ndarray | None], Callable[[], Any]],
         open_sink: Callable[[], Any],
         on_batch: Callable[[int], None],
     ) -> None:
@@ -426,29 +469,40 @@ class _Pipeline:
             threading.Thread(target=reader, name="dsen2cr-reader", daemon=True),
             threading.Thread(target=writer, name="dsen2cr-writer", daemon=True),
         ]
+
+        def hand_over(item: tuple[Any, ...], finish: Callable[[], Any]) -> None:
+            tiles, s2, s1, valid = item
+            preds, masks = finish()
+            for i, t in enumerate(tiles):
+                out = (
+                    t,
+                    preds[i],
+                    _core(valid[i], t),
+                    None if masks is None else masks[i],
+                    _core(s2[i], t),
+                    None if s1 is None else _core(s1[i], t),
+                )
+                if not self._put(self.q_out, out):
+                    break
+            on_batch(len(tiles))
+
         for th in threads:
             th.start()
         try:
-            while True:
+            # one batch in flight: batch k is queued on the device before batch k - 1's
+            # results are waited for and handed to the writer
+            pending: tuple[tuple[Any, ...], Callable[[], Any]] | None = None
+            while not self.stop.is_set():
                 item = self._get(self.q_in)
                 if item is _END:
                     break
-                tiles, s2, s1, valid = item
-                preds, masks = compute(tiles, s2, s1)
-                for i, t in enumerate(tiles):
-                    out = (
-                        t,
-                        preds[i],
-                        _core(valid[i], t),
-                        None if masks is None else masks[i],
-                        _core(s2[i], t),
-                        None if s1 is None else _core(s1[i], t),
-                    )
-                    if not self._put(self.q_out, out):
-                        break
-                on_batch(len(tiles))
-                if self.stop.is_set():
-                    break
+                tiles, s2, s1, _ = item
+                finish = launch(tiles, s2, s1)
+                if pending is not None:
+                    hand_over(*pending)
+                pending = (item, finish)
+            if pending is not None and not self.stop.is_set():
+                hand_over(*pending)
         except BaseException:
             self.stop.set()
             for th in threads:
@@ -541,6 +595,8 @@ def predict_array(
     precision: str = "fp32",
     with_mask: bool = False,
     threshold: float = 0.2,
+    channels_last: bool = True,
+    compile: bool = False,
 ) -> dict[str, np.ndarray | None]:
     """Tiled prediction of an in-memory scene (the engine of :func:`predict`, without files).
 
@@ -555,6 +611,9 @@ def predict_array(
         precision: ``"fp32"`` or ``"bf16"`` (autocast).
         with_mask: also compute the cloud/shadow mask tile by tile.
         threshold: cloud threshold of the mask.
+        channels_last: run the network in NHWC memory format (faster; same result up to
+            float round-off).
+        compile: ``torch.compile`` the network first (pays for large scenes on a GPU).
 
     Returns:
         ``{"prediction": (13, H, W) float32 scaled (x 2000 = DN; 0 where nodata),
@@ -594,7 +653,10 @@ def predict_array(
 
         yield write
 
-    _run_scene(net, dev, inputs, sink, tile, batch, precision, with_mask, threshold, None, False)
+    _run_scene(
+        net, dev, inputs, sink, tile, batch, precision, with_mask, threshold, None, False,
+        channels_last=channels_last, compile=compile,
+    )  # fmt: skip
     return {"prediction": pred, "valid": ok, "mask": mask}
 
 
@@ -610,10 +672,13 @@ def _run_scene(
     threshold: float,
     desc: str | None,
     progress: bool,
+    channels_last: bool = True,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """Plan tiles, compute the mask statistics, run the pipeline; return timing numbers."""
-    import torch
     from tqdm import tqdm
+
+    from dsen2cr.performance import configure_backends, prepare_model
 
     halo = net.receptive_field_radius
     stats = None
@@ -626,9 +691,13 @@ def _run_scene(
     t0 = time.perf_counter()
     if with_mask:
         stats = scene_shadow_statistics(inputs)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # every tile has the same shape
-    predictor = _Predictor(net, dev, precision, with_mask, threshold, stats)
+    configure_backends(dev)  # cuDNN autotuning: every tile has the same shape
+    prepare_model(net, dev, channels_last=channels_last, compile=compile)
+    predictor = _Predictor(
+        net, dev, precision, with_mask, threshold, stats, channels_last=channels_last,
+        # a compiled network would compile again for a smaller last batch: pad it instead
+        pad_batch=batch if compile and len(tiles) > batch else None,
+    )  # fmt: skip
     bar = tqdm(
         total=len(tiles),
         unit="tile",
@@ -638,7 +707,7 @@ def _run_scene(
         leave=False,
     )
     try:
-        _Pipeline().run(batches, inputs, predictor, open_sink, bar.update)
+        _Pipeline().run(batches, inputs, predictor.launch, open_sink, bar.update)
     finally:
         bar.close()
     seconds = time.perf_counter() - t0
@@ -738,6 +807,8 @@ def predict(
     threshold: float = 0.2,
     compress: str = "DEFLATE",
     progress: bool = True,
+    channels_last: bool = True,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """Remove clouds from a whole Sentinel-2 scene and write a georeferenced result.
 
@@ -764,6 +835,10 @@ def predict(
         threshold: cloud threshold of the mask.
         compress: compression of the outputs (``DEFLATE``, ``ZSTD``, ``LZW``, ``NONE``).
         progress: show a progress bar (tiles/s) when stderr is a terminal.
+        channels_last: run the network in NHWC memory format (faster on GPU and CPU; same
+            result up to float round-off).
+        compile: ``torch.compile`` the network before the first tile (compiling takes tens of
+            seconds; pays for large scenes on a GPU).
 
     Returns:
         A JSON-serialisable summary: paths, grid, tiles, timing (``seconds``,
@@ -861,7 +936,7 @@ def predict(
         try:
             timing = _run_scene(
                 net, dev, inputs, open_sink, tile, batch, precision, with_mask, threshold,
-                scene.name, progress,
+                scene.name, progress, channels_last=channels_last, compile=compile,
             )  # fmt: skip
             with rasterio.open(stage_out, "r+") as dst:
                 for i, b in enumerate(S2_BANDS, start=1):
@@ -895,6 +970,8 @@ def predict(
         "device": str(dev),
         "precision": precision,
         "batch": batch,
+        "channels_last": channels_last,
+        "compile": compile,
         **timing,
         "nodata_fraction": counters.nodata / n,
     }

@@ -390,18 +390,15 @@ class Pix2PixModule(CloudRemovalModule):
         opt_g.step()
         self.untoggle_optimizer(opt_g)
 
-        self._record_train_loss(loss_g.detach(), optical.shape[0])
-        self.log_dict(
+        self._record_train_loss(loss_g, optical.shape[0])
+        self.log_dict(  # per step, no cross-process sync (see _record_train_loss)
             {
-                "train/loss": loss_g.detach(),
-                "train/loss_d": loss_d.detach(),
-                "train/loss_g_gan": loss_g_gan.detach(),
-                "train/loss_g_l1": loss_g_l1.detach(),
+                "train/loss_d_step": loss_d.detach(),
+                "train/loss_g_gan_step": loss_g_gan.detach(),
+                "train/loss_g_l1_step": loss_g_l1.detach(),
             },
             on_step=True,
-            on_epoch=True,
-            prog_bar=False,
-            sync_dist=True,
+            on_epoch=False,
             batch_size=optical.shape[0],
         )
 

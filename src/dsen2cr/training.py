@@ -18,6 +18,7 @@ Config schema (YAML; see ``configs/README.md``; every key has a default, :data:`
     trainer: any lightning.Trainer argument: max_epochs, accelerator, devices, num_nodes, strategy,
              precision ("auto" | "bf16-mixed" | "32-true" ...), limit_train_batches,
              limit_val_batches, log_every_n_steps, val_check_interval, num_sanity_val_steps, ...
+    speed:   channels_last (true), compile (false)         DSen2-CR only; see dsen2cr.performance
     out:     dir, name, overwrite                          -> run folder <dir>/<name>
     seed:    global seed (initialisation, data order, augmentation)
 
@@ -49,6 +50,7 @@ from dsen2cr import losses, scaling
 from dsen2cr.datasets import is_empty_batch
 from dsen2cr.errors import DSen2CRError, WeightsError
 from dsen2cr.models import KERAS_SUFFIXES, DSen2CR, safetensors_architecture
+from dsen2cr.performance import to_memory_format
 
 __all__ = [
     "DEFAULTS",
@@ -91,6 +93,7 @@ _COMMON: dict[str, Any] = {
         "val_check_interval": None,
         "num_sanity_val_steps": 2,
         "enable_progress_bar": True,
+        "benchmark": True,
     },
     "out": {"dir": "runs", "name": None, "overwrite": False},
     "seed": 0,
@@ -101,6 +104,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "model": {"name": "dsen2cr", "features": 256, "blocks": 16, "res_scale": 0.1, "sar": True},
         "loss": {"name": "carl", "lam": 1.0, "cloud_threshold": 0.2},
         "optim": {"lr": 7e-5, "betas": [0.9, 0.999], "eps": 1e-8, "momentum_decay": 4e-3},
+        "speed": {"channels_last": True, "compile": False},
         **copy.deepcopy(_COMMON),
     },
     "pix2pix": {
@@ -300,6 +304,7 @@ class CloudRemovalModule(L.LightningModule):
         self._val_acc: Any = None
         self._train_sum: torch.Tensor | None = None
         self._train_count: torch.Tensor | None = None
+        self._pbar_loss: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -345,11 +350,26 @@ class CloudRemovalModule(L.LightningModule):
         raise NotImplementedError
 
     def _record_train_loss(self, loss: torch.Tensor, n: int) -> None:
+        """Accumulate the epoch's training loss on the device and log it without a host sync.
+
+        ``train/loss_step`` goes to the loggers, which Lightning converts to a number only every
+        ``log_every_n_steps`` steps. The progress bar shows ``loss``, a host copy refreshed every
+        ``log_every_n_steps`` steps: a device tensor on the progress bar would be copied to the
+        host after every step, stalling the GPU's queue each time. ``train/loss_epoch`` (the
+        mean over all processes) is logged at the end of the epoch.
+        """
+        loss = loss.detach()
         if self._train_sum is None or self._train_sum.device != loss.device:
             self._train_sum = torch.zeros((), dtype=torch.float64, device=loss.device)
             self._train_count = torch.zeros((), dtype=torch.float64, device=loss.device)
-        self._train_sum += loss.detach().double() * n
+        self._train_sum += loss.double() * n
         self._train_count += n
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=n)
+        trainer = self._trainer
+        every = max(1, int(trainer.log_every_n_steps or 1)) if trainer is not None else 1
+        if self._pbar_loss is None or self.global_step % every == 0:
+            self._pbar_loss = loss.float().cpu()  # the one host sync, every `every` steps
+        self.log("loss", self._pbar_loss, prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
@@ -403,6 +423,8 @@ class CloudRemovalModule(L.LightningModule):
             total = self.trainer.strategy.reduce(self._train_sum.clone(), reduce_op="sum")
             count = self.trainer.strategy.reduce(self._train_count.clone(), reduce_op="sum")
             entry["train_loss"] = float(total / count) if float(count) > 0 else math.nan
+            # already global; sync_dist averages identical values (as for val/* below)
+            self.log("train/loss_epoch", entry["train_loss"], on_epoch=True, sync_dist=True)
         entry.update(self._val_metrics)
         self._val_metrics = {}
         self.history.append(entry)
@@ -437,9 +459,22 @@ class DSen2CRModule(CloudRemovalModule):
         )
         self.loss_name = self.config["loss"]["name"]
         self.lam = float(self.config["loss"]["lam"])
+        self.channels_last = bool(self.config["speed"]["channels_last"])
+        if self.channels_last:  # kept by .to(device) and by loading checkpoints
+            self.model.to(memory_format=torch.channels_last)
+        self._compiled = False
+
+    def configure_model(self) -> None:
+        """Compile the network once when ``speed.compile`` is set (Lightning calls this hook)."""
+        if self.config["speed"]["compile"] and not self._compiled:
+            self.model.compile()  # in place: checkpoints keep the plain parameter names
+            self._compiled = True
 
     def forward(self, optical: torch.Tensor, sar: torch.Tensor | None = None) -> torch.Tensor:
         """Scaled prediction (B, 13, H, W) from scaled optical (B, 13, H, W) and SAR (B, 2, H, W)."""
+        optical = to_memory_format(optical, self.channels_last)
+        if sar is not None and self.model.uses_sar:
+            sar = to_memory_format(sar, self.channels_last)
         return self.model(optical, sar if self.model.uses_sar else None)
 
     def predict_scaled(self, optical: torch.Tensor, sar: torch.Tensor) -> torch.Tensor:
@@ -468,15 +503,6 @@ class DSen2CRModule(CloudRemovalModule):
         pred = self(optical, sar)
         loss = self.compute_loss(pred, target, optical, mask)
         self._record_train_loss(loss, optical.shape[0])
-        self.log(
-            "train/loss",
-            loss,
-            on_step=True,
-            on_epoch=True,
-            prog_bar=True,
-            sync_dist=True,
-            batch_size=optical.shape[0],
-        )
         return loss
 
     def validation_loss(

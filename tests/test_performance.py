@@ -1,0 +1,59 @@
+"""Speed settings (dsen2cr.performance): memory format, autocast, model preparation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dsen2cr.models import DSen2CR
+from dsen2cr.performance import (
+    autocast,
+    configure_backends,
+    prepare_model,
+    to_memory_format,
+)
+
+
+def test_prepare_model_channels_last_keeps_the_function_and_the_weights() -> None:
+    model = DSen2CR(features=8, blocks=2).eval()
+    optical, sar = torch.rand(2, 13, 20, 24) * 1.5, torch.rand(2, 2, 20, 24) * 2
+    with torch.no_grad():
+        ref = model(optical, sar)
+    keys = list(model.state_dict())
+    assert prepare_model(model, "cpu", channels_last=True) is model
+    assert all(
+        p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.ndim == 4
+    )
+    with torch.no_grad():
+        out = model(to_memory_format(optical), to_memory_format(sar))
+    assert out.shape == ref.shape and out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    assert list(model.state_dict()) == keys  # checkpoints and safetensors files unchanged
+
+
+def test_to_memory_format() -> None:
+    x = torch.rand(2, 3, 4, 5)
+    y = to_memory_format(x)
+    assert torch.equal(x, y) and y.is_contiguous(memory_format=torch.channels_last)
+    assert to_memory_format(x, channels_last=False) is x
+    v = torch.rand(3, 4, 5)  # not a batch: left alone
+    assert to_memory_format(v) is v
+
+
+def test_autocast() -> None:
+    conv = torch.nn.Conv2d(3, 4, 3)
+    x = torch.rand(1, 3, 8, 8)
+    with autocast("cpu", "bf16"):
+        assert conv(x).dtype == torch.bfloat16
+    with autocast("cpu", "fp32"):
+        assert conv(x).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision"):
+        autocast("cpu", "fp16")
+
+
+def test_configure_backends_only_touches_cuda(monkeypatch) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    configure_backends("cpu")
+    assert torch.backends.cudnn.benchmark is False
+    configure_backends(torch.device("cuda", 0))  # sets the flag; needs no GPU
+    assert torch.backends.cudnn.benchmark is True

@@ -49,7 +49,8 @@ def tiny_model(sar: bool = True, seed: int = 0) -> DSen2CR:
     return DSen2CR(features=8, blocks=3, sar_channels=2 if sar else 0).eval()
 
 
-def write_tif(path: Path, data: np.ndarray, crs: str | None = UTM, transform=None, nodata=None):
+def write_tif(path: Path, data: np.ndarray, crs: str | None = UTM, transform=None, nodata=None,
+              tiled: bool = False):
     profile = {
         "driver": "GTiff",
         "width": data.shape[-1],
@@ -57,6 +58,8 @@ def write_tif(path: Path, data: np.ndarray, crs: str | None = UTM, transform=Non
         "count": data.shape[0],
         "dtype": data.dtype.name,
     }
+    if tiled:
+        profile.update(tiled=True, blockxsize=128, blockysize=128, compress="deflate")
     if crs is not None:
         profile["crs"] = crs
         profile["transform"] = transform or from_origin(*ORIGIN, 10, 10)
@@ -151,16 +154,19 @@ def test_scene_statistics_match_cloudmask(scene):
 
 
 # --------------------------------------------------------------------------- files and COG
-def test_predict_file_keeps_grid_and_writes_cog(tmp_path, scene):
+@pytest.mark.parametrize("readers", [1, 3])
+def test_predict_file_keeps_grid_and_writes_cog(tmp_path, scene, readers):
     model = tiny_model()
     s2, s1 = scene["s2_cloudy"], scene["s1"]
     transform = from_origin(*ORIGIN, 10, 10)
-    write_tif(tmp_path / "s2.tif", s2)
+    # a tiled input (blocks of 128 rows < tile + 2 halo): tiles straddle the reader's row chunks
+    write_tif(tmp_path / "s2.tif", s2, tiled=True)
     write_tif(tmp_path / "s1.tif", s1)
     out, mask = tmp_path / "out" / "pred.tif", tmp_path / "out" / "mask.tif"
     res = predict(tmp_path / "s2.tif", model, out, tmp_path / "s1.tif", mask_out=mask,
-                  tile=256, batch=2, device="cpu", progress=False)
+                  tile=256, batch=2, device="cpu", progress=False, readers=readers)
     assert res["tiles"] == 12 and res["megapixels_per_s"] > 0 and res["nodata_fraction"] == 0
+    assert res["readers"] == readers and res["cog_seconds"] > 0
     with rasterio.open(out) as dst:
         assert dst.crs == rasterio.crs.CRS.from_string(UTM)
         assert dst.transform == transform and (dst.height, dst.width) == (700, 900)

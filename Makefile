@@ -34,6 +34,7 @@ demo: install
 
 # CPU-sized benchmarks (JSON on stdout); see README "Benchmarks" for the GPU-sized ones.
 bench: install
+	$(BIN)/dsen2cr benchmark --quick
 	$(BIN)/python benchmarks/bench_cloudmask.py
 	$(BIN)/python benchmarks/bench_dataloading.py
 	$(BIN)/python benchmarks/bench_predict.py --device cpu --size 2048 --features 32 --blocks 4

@@ -1,9 +1,9 @@
 """Benchmark of scene prediction (``dsen2cr predict``): throughput and peak host memory.
 
-Generates a large georeferenced scene (13-band uint16 S2 GeoTIFF and a 20 m S1 GeoTIFF in the
-same UTM zone, so S1 goes through the bilinear warping path) in a temporary folder, block by
-block so that generating it needs little memory, then runs :func:`dsen2cr.inference.predict` on it
-in a fresh child process and prints one JSON object.
+Generates a large georeferenced scene (:func:`dsen2cr.benchmark.make_inputs`: a 13-band uint16 S2
+GeoTIFF and a 20 m S1 GeoTIFF in the same UTM zone, so S1 goes through the bilinear warping path)
+in a temporary folder, block by block so that generating it needs little memory, then runs
+:func:`dsen2cr.inference.predict` on it in a fresh child process and prints one JSON object.
 
 Peak host memory is the child's ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` (peak resident
 set size of the prediction process, which includes Python, torch and the model). The same figure
@@ -30,39 +30,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-BLOCK = 512
-
-
-def make_inputs(folder: Path, size: int, seed: int = 0) -> tuple[Path, Path]:
-    """Write a ``size x size`` S2 scene and its S1 at 20 m, tiled from synthetic 512 blocks."""
-    import rasterio
-    from rasterio.transform import from_origin
-
-    from dsen2cr.synthetic import make_scene
-
-    blocks = [make_scene(BLOCK, BLOCK, seed=seed + k, cloud_cover=0.35) for k in range(2)]
-    s2_path, s1_path = folder / "bench_s2.tif", folder / "bench_s1.tif"
-    origin = (399960.0, 5600040.0)
-    common = {"driver": "GTiff", "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK,
-              "compress": "deflate", "crs": "EPSG:32633", "BIGTIFF": "IF_SAFER"}  # fmt: skip
-    s1_size = (size + 1) // 2
-    with rasterio.open(s2_path, "w", width=size, height=size, count=13, dtype="uint16",
-                       transform=from_origin(*origin, 10, 10), **common) as s2, \
-         rasterio.open(s1_path, "w", width=s1_size, height=s1_size, count=2, dtype="float32",
-                       transform=from_origin(*origin, 20, 20), **common) as s1:  # fmt: skip
-        for i, r in enumerate(range(0, size, BLOCK)):
-            for j, c in enumerate(range(0, size, BLOCK)):
-                sc = blocks[(i + j) % 2]
-                h, w = min(BLOCK, size - r), min(BLOCK, size - c)
-                flip = (slice(None), slice(None, None, -1 if i % 2 else 1),
-                        slice(None, None, -1 if j % 2 else 1))  # fmt: skip
-                win = rasterio.windows.Window(c, r, w, h)
-                s2.write(sc["s2_cloudy"][flip][:, :h, :w], window=win)
-                sar = sc["s1"][flip][:, ::2, ::2]
-                s1.write(sar[:, : (h + 1) // 2, : (w + 1) // 2],
-                         window=rasterio.windows.Window(c // 2, r // 2, (w + 1) // 2, (h + 1) // 2))
-    return s2_path, s1_path
 
 
 def _child_predict(args: dict, conn: object) -> None:
@@ -111,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from dsen2cr.benchmark import make_inputs
     from dsen2cr.models import DSen2CR, count_parameters
 
     with tempfile.TemporaryDirectory(dir=a.workdir) as tmp:

@@ -290,6 +290,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network first (tens of seconds; pays for large scenes "
                    "on a GPU)")
+    p.add_argument("--readers", type=int, default=None, metavar="N",
+                   help="input reader threads (default 1 on CPU; on CUDA a quarter of the CPU "
+                   "cores, 1 to 4)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                    help="run the network in NCHW instead of the faster NHWC memory format")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -301,10 +304,75 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
             a.s2, a.weights, a.out, a.s1, mask_out=a.mask_out, preview=a.preview, tile=a.tile,
             batch=a.batch, device=a.device, precision=a.precision, s1_linear=a.s1_linear,
             threshold=a.threshold, compress=a.compress, progress=not a.quiet,
-            channels_last=a.channels_last, compile=a.compile,
+            channels_last=a.channels_last, compile=a.compile, readers=a.readers,
         )  # fmt: skip
         for r in results:
             print(json.dumps(r))
+
+    p.set_defaults(func=run)
+
+
+# --------------------------------------------------------------------------- benchmark
+def _add_benchmark(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "benchmark",
+        help="measure peak FLOP/s, inference / training throughput and MFU, scene speed, bf16 error",
+        description="Measure on one device, in the precision used (bf16 on CUDA, fp32 on CPU): the "
+        "FLOP/s of a large matrix multiply (the measured peak, 'peak'); DSen2-CR (F=256, B=16) "
+        "inference on 256 x 256 patches ('infer') and CARL training steps on 128 x 128 crops "
+        "('train'), each with throughput, achieved TFLOP/s and MFU (model FLOP/s / peak); end-to-"
+        "end prediction of a generated scene with I/O in megapixels/s ('scene'; a full 10980 x "
+        "10980 tile on CUDA); the mean |bf16 - fp32| in reflectance on real SEN12MS-CR patches "
+        "('bf16'). Prints one JSON object; progress goes to stderr. "
+        "Python: dsen2cr.benchmark.run_benchmark.",
+    )
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes: a CPU run takes under two minutes")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE",
+                   help="also write the JSON to FILE (atomically)")
+    p.add_argument("--sections", nargs="+", default=None, metavar="NAME",
+                   help="sections to run: peak infer train scene bf16 (default all)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                   help="default bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--readers", type=int, default=None, metavar="N",
+                   help="input reader threads of 'scene' (predict's default: 1 on CPU; on CUDA "
+                   "a quarter of the CPU cores, 1 to 4)")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                   help="run the network in NCHW instead of NHWC")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--ladder", action="store_true",
+                   help="also measure each optimisation one at a time (fp32 NCHW, +channels_last, "
+                   "+bf16, +cudnn.benchmark, +torch.compile) for infer and train")
+    p.add_argument("--realdata", type=Path, default=None, metavar="DIR",
+                   help="folder of *_s2_cloudy.tif / *_s1.tif patches for 'bf16' (default "
+                   "../shared/realdata/sen12mscr_triplets; skipped when absent)")
+    p.add_argument("--weights", type=Path, default=None, metavar="W",
+                   help="weights for 'bf16' (default: random init, seed 0)")
+    p.add_argument("--scene-size", type=int, default=None, metavar="N",
+                   help="side of the generated scene in pixels (default 10980 on CUDA, 512 on "
+                   "CPU, 256 with --quick)")
+    p.add_argument("--features", type=int, default=256,
+                   help="F of the model (default 256); smaller model for smoke tests")
+    p.add_argument("--blocks", type=int, default=16,
+                   help="B of the model (default 16); smaller model for smoke tests")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+    def run(a: argparse.Namespace) -> None:
+        from dsen2cr.benchmark import SECTIONS, run_benchmark
+        from dsen2cr.io import atomic_output
+
+        result = run_benchmark(
+            a.device, quick=a.quick, sections=a.sections or SECTIONS, precision=a.precision,
+            channels_last=a.channels_last, compile=a.compile, ladder=a.ladder,
+            realdata=a.realdata, weights=a.weights, scene_size=a.scene_size,
+            features=a.features, blocks=a.blocks, readers=a.readers, progress=not a.quiet,
+        )  # fmt: skip
+        text = json.dumps(result, indent=2)
+        if a.json is not None:
+            with atomic_output(a.json) as tmp:
+                tmp.write_text(text + "\n")
+        print(text)
 
     p.set_defaults(func=run)
 
@@ -319,6 +387,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_evaluate,
     _add_demo,
+    _add_benchmark,
 ]
 
 

@@ -174,8 +174,14 @@ class S2Reader:
         dr, dc = r0 - cr0 * f, c0 - cc0 * f
         return fine[dr : dr + h, dc : dc + w]
 
-    def read_raw(self, window: Any, bands: tuple[int, ...] | None = None) -> np.ndarray:
-        """Raw values (offset not removed) of a window, float32 (len(bands), h, w)."""
+    def read_raw(
+        self, window: Any, bands: tuple[int, ...] | None = None, native: bool = False
+    ) -> np.ndarray:
+        """Raw values (offset not removed) of a window, (len(bands), h, w).
+
+        float32, or with ``native=True`` the file's own dtype where the scene is one GeoTIFF
+        (uint16 for SEN12MS-CR-style files: half the memory, for readers that keep rows).
+        """
         from rasterio.errors import RasterioError
 
         r0, c0, h, w = _window_tuple(window)
@@ -184,9 +190,8 @@ class S2Reader:
             if self.scene.kind == "geotiff" and len(bands) == 13:
                 from rasterio.windows import Window
 
-                return self._datasets[0].read(window=Window(c0, r0, w, h)).astype(
-                    np.float32, copy=False
-                )
+                raw = self._datasets[0].read(window=Window(c0, r0, w, h))
+                return raw if native else raw.astype(np.float32, copy=False)
             return np.stack([self._read_band(b, r0, c0, h, w) for b in bands])
         except RasterioError as exc:
             raise DataError(
@@ -219,7 +224,12 @@ class S2Reader:
             ``(dn, valid)``: float32 (13, h, w) DN (>= 0 for L1C products; nodata pixels are
             0) and bool (h, w), False where the input is nodata.
         """
-        raw = self.read_raw(window)
+        return self.to_dn(self.read_raw(window))
+
+    def to_dn(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw values of all 13 bands (any dtype, from :meth:`read_raw`) -> ``(dn, valid)`` as
+        :meth:`read` returns them."""
+        raw = raw.astype(np.float32, copy=False)
         valid = self._valid(raw)
         dn = self._to_dn(raw, tuple(range(13)))
         dn = np.where(valid[None], dn, np.float32(0.0)).astype(np.float32, copy=False)

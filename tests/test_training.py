@@ -202,7 +202,9 @@ def test_tiny_model_loss_falls_and_exports(tmp_path, data) -> None:
 def test_speed_settings(data, monkeypatch) -> None:
     cfg = load_config({"model": {"features": 8, "blocks": 2}})
     assert cfg["speed"] == {"channels_last": True, "compile": False}
-    assert cfg["trainer"]["benchmark"] is True  # cuDNN autotuning (Lightning's flag)
+    assert resolve_trainer_kwargs(cfg)["benchmark"] is True  # cuDNN autotuning (Lightning's)
+    det = resolve_trainer_kwargs(load_config(cfg, ["trainer.deterministic=true"]))
+    assert "benchmark" not in det  # Lightning then turns autotuning off itself
     fast = DSen2CRModule(cfg).eval()
     assert fast.model.head.weight.is_contiguous(memory_format=torch.channels_last)
     plain = DSen2CRModule(load_config(cfg, ["speed.channels_last=false"])).eval()
@@ -213,6 +215,10 @@ def test_speed_settings(data, monkeypatch) -> None:
         y_plain = plain(data["optical"], data["sar"])
     assert y_fast.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(y_fast, y_plain, rtol=1e-5, atol=1e-6)
+
+    old = dict(cfg)  # a checkpoint's config from before the speed section existed
+    del old["speed"]
+    assert DSen2CRModule(old).channels_last is True
 
     calls = []
     monkeypatch.setattr(DSen2CR, "compile", lambda self, *a, **k: calls.append(self))

@@ -1019,6 +1019,8 @@ def run_benchmark(
         raise DSen2CRError(f"{dev} does not support bfloat16: use --precision fp32")
     if weights is not None and not Path(weights).is_file():
         raise DSen2CRError(f"weight file not found: {weights}")
+    if readers is not None and readers < 1:
+        raise DSen2CRError(f"--readers must be a positive integer, got {readers}")
     if features < 1 or blocks < 0:
         raise DSen2CRError(f"--features must be >= 1 and --blocks >= 0, got {features}, {blocks}")
     sizes = benchmark_sizes(dev.type, quick)
@@ -1051,7 +1053,8 @@ def run_benchmark(
             "forward_flops_per_pixel": conv_flops_per_pixel(meta),
             "train_flop_factor": TRAIN_FLOP_FACTOR,
             "paper_model": paper,
-            "weights": f"random init, seed {WEIGHTS_SEED}",
+            "weights": f"random init, seed {WEIGHTS_SEED}"
+            + (f" ('bf16' section: {weights})" if weights is not None else ""),
         },
     }
     if not paper:

@@ -13,11 +13,13 @@ The optional cloud/shadow mask (:mod:`dsen2cr.cloudmask`) is computed on the sam
 halo also covers :data:`~dsen2cr.cloudmask.MASK_RADIUS`, and the image-wide statistics of its
 shadow test come from a cheap first pass over the whole scene (valid pixels only).
 
-Pipeline: a reader thread reads (and reprojects) the inputs of the next tiles into a bounded
-queue, the calling thread runs the network on batches of tiles, a writer thread writes the cores
-into a tiled GeoTIFF. Each thread has its own GDAL handles. Host memory is bounded by a few
-batches of tiles, not by the scene. The finished raster is translated to a Cloud-Optimized
-GeoTIFF and renamed into place; a failed or interrupted run leaves no output file.
+Pipeline: reader threads read (and reproject) the inputs in block-aligned row chunks, each
+block decoded once, and cut the next tiles out of them into a bounded queue; the calling thread
+queues the network on batches of tiles, one batch in flight on the device; a writer thread writes
+the cores into a tiled GeoTIFF. Each thread has its own GDAL handles. Host memory is bounded by
+a few row chunks and batches of tiles, not by the scene. The finished raster is translated to a
+Cloud-Optimized GeoTIFF (overviews from :mod:`dsen2cr.cog`) and renamed into place; a failed or
+interrupted run leaves no output file.
 
 Units: inputs are S2 L1C DN (offset removed) and S1 dB; the network runs in the scaled domain
 (:mod:`dsen2cr.scaling`); the output is DN = prediction x 2000, rounded, uint16.
@@ -248,7 +250,7 @@ class _Predictor:
             with autocast(self.device, self.precision):
                 pred = self.model(optical, sar)
             # float32 NCHW, so that host-side slices are plain views
-            pred = pred[:n].float().contiguous()
+            pred = pred[:n].to(torch.float32, memory_format=torch.contiguous_format)
             mask = None
             if self.with_mask:
                 from dsen2cr.cloudmask import cloud_shadow_mask
@@ -264,7 +266,7 @@ class _Predictor:
                     host_m = torch.empty(mask.shape, dtype=mask.dtype, pin_memory=True)
                     host_m.copy_(mask, non_blocking=True)
                 done = torch.cuda.Event()
-                done.record()
+                done.record(torch.cuda.current_stream(self.device))  # the copies' stream
             else:
                 host_p, host_m, done = pred, mask, None
 
@@ -279,12 +281,6 @@ class _Predictor:
 
         return finish
 
-    def __call__(
-        self, tiles: Sequence[Tile], s2: np.ndarray, s1: np.ndarray | None
-    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
-        """:meth:`launch` and wait: per tile cores of the prediction and the mask."""
-        return self.launch(tiles, s2, s1)()
-
 
 def _core(a: np.ndarray | None, t: Tile) -> np.ndarray | None:
     if a is None:
@@ -295,7 +291,9 @@ def _core(a: np.ndarray | None, t: Tile) -> np.ndarray | None:
 
 # --------------------------------------------------------------------------- inputs
 def _chunk_rows(path: str, low: int = 256, high: int = 1024) -> int:
-    """Rows the strip reader decodes at a time: a multiple of the raster's block height."""
+    """Rows the row-chunk reader decodes at a time: the raster's block height, or the smallest
+    multiple of it that is at least ``low`` (row strips of 1 or a few rows), at most ``high``
+    (a file stored as one huge strip must not put the whole scene in memory)."""
     import rasterio
 
     try:
@@ -303,9 +301,7 @@ def _chunk_rows(path: str, low: int = 256, high: int = 1024) -> int:
             block = int(ds.block_shapes[0][0])
     except Exception:  # unreadable here: the reader itself reports it
         return 512
-    if block >= low:
-        return min(block, high) if block <= high else block
-    return block * -(-low // block)
+    return min(high, block if block >= low else block * -(-low // block))
 
 
 class _FileInputs:
@@ -317,10 +313,11 @@ class _FileInputs:
     GeoTIFF up to 9 times (tiles overlap by their halo and straddle block borders): reading a
     4096 x 4096 DEFLATE scene took 11.8 s tile by tile against 1.7 s block by block. Tiles come
     in row-major order and all tiles of a row share their rows, so a chunk is dropped once the
-    tiles have moved below it. S2 chunks are kept in the file's dtype (uint16) and converted
-    tile by tile. Host memory is then up to three chunks per reader, about
-    ``(13 x 2 + 2 x 4) x 3 chunk x width`` bytes (0.55 GB for a 10980-pixel-wide scene with
-    512-row blocks).
+    tiles have moved below it. S2 chunks of a GeoTIFF are kept in the file's dtype (uint16) and
+    converted tile by tile (a ``.SAFE`` is read as float32). Host memory per reader is the chunks
+    a tile window spans: for a 10980-pixel-wide scene with 512 tiles (580-row windows), up to 3
+    chunks of 512 rows of a uint16 GeoTIFF with S1, 0.57 GB, or up to 2 chunks of 1024 rows of a
+    ``.SAFE``, 1.35 GB.
     """
 
     def __init__(self, scene: Any, s1: Any | None) -> None:
@@ -1108,6 +1105,10 @@ def _scene_name(path: Path) -> str:
 def _worker_init(device_queue: Any) -> None:
     global _WORKER_DEVICE
     _WORKER_DEVICE = device_queue.get()
+    if _WORKER_DEVICE is not None and _WORKER_DEVICE.startswith("cuda"):
+        import torch
+
+        torch.cuda.set_device(_WORKER_DEVICE)  # no context on GPU 0 from every worker
 
 
 _WORKER_DEVICE: str | None = None

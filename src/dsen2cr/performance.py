@@ -72,13 +72,17 @@ def prepare_model(
     channels_last: bool = True,
     compile: bool = False,
 ) -> nn.Module:
-    """Move a model to ``device`` in the fast memory format, optionally compiled (in place).
+    """Move a model to ``device`` in the fast memory format, optionally compiled, in place.
+
+    The model passed in is changed: its parameters move and change memory format, and
+    ``compile=True`` leaves it compiled for later calls too.
 
     Args:
         model: the network.
         device: target device.
         channels_last: store the convolution weights as NHWC (faster with cuDNN's tensor cores
-            and with oneDNN on CPU); feed inputs through :func:`to_memory_format`.
+            and with oneDNN on CPU); feed inputs through :func:`to_memory_format`. False
+            stores them as plain NCHW.
         compile: ``model.compile()`` (TorchInductor): fuses the bias, ReLU, residual scaling and
             addition into fewer kernels. The first call of each input shape compiles (tens of
             seconds); the state dict keeps its keys.
@@ -87,8 +91,7 @@ def prepare_model(
         ``model`` itself.
     """
     model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     if compile:
         model.compile()
     return model

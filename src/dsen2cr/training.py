@@ -93,7 +93,7 @@ _COMMON: dict[str, Any] = {
         "val_check_interval": None,
         "num_sanity_val_steps": 2,
         "enable_progress_bar": True,
-        "benchmark": True,
+        "benchmark": None,
     },
     "out": {"dir": "runs", "name": None, "overwrite": False},
     "seed": 0,
@@ -262,11 +262,14 @@ def load_config(
 def resolve_trainer_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
     """The ``lightning.Trainer`` arguments of a resolved config.
 
+    ``benchmark`` (cuDNN autotuning) defaults to True unless ``deterministic`` is set.
     ``precision: auto`` becomes ``"bf16-mixed"`` on a CUDA GPU that supports bfloat16 and
     ``"32-true"`` otherwise; ``strategy: auto`` becomes ``"ddp"`` when more than one device or
     node is asked for. Keys whose value is None are left to Lightning's defaults.
     """
     kw = {k: v for k, v in dict(config["trainer"]).items() if v is not None}
+    if "benchmark" not in kw and not kw.get("deterministic"):
+        kw["benchmark"] = True  # cuDNN autotuning, unless deterministic runs are asked for
     if kw.get("precision") == "auto":
         gpu = (
             kw.get("accelerator", "auto") in ("auto", "gpu", "cuda")
@@ -369,7 +372,10 @@ class CloudRemovalModule(L.LightningModule):
         every = max(1, int(trainer.log_every_n_steps or 1)) if trainer is not None else 1
         if self._pbar_loss is None or self.global_step % every == 0:
             self._pbar_loss = loss.float().cpu()  # the one host sync, every `every` steps
-        self.log("loss", self._pbar_loss, prog_bar=True, logger=False, on_step=True, on_epoch=False)
+        self.log(
+            "loss", self._pbar_loss, prog_bar=True, logger=False, on_step=True, on_epoch=False,
+            batch_size=n,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
@@ -459,14 +465,16 @@ class DSen2CRModule(CloudRemovalModule):
         )
         self.loss_name = self.config["loss"]["name"]
         self.lam = float(self.config["loss"]["lam"])
-        self.channels_last = bool(self.config["speed"]["channels_last"])
+        # checkpoints written before the speed section existed get its defaults
+        self.speed = {**DEFAULTS["dsen2cr"]["speed"], **(self.config.get("speed") or {})}
+        self.channels_last = bool(self.speed["channels_last"])
         if self.channels_last:  # kept by .to(device) and by loading checkpoints
             self.model.to(memory_format=torch.channels_last)
         self._compiled = False
 
     def configure_model(self) -> None:
         """Compile the network once when ``speed.compile`` is set (Lightning calls this hook)."""
-        if self.config["speed"]["compile"] and not self._compiled:
+        if self.speed["compile"] and not self._compiled:
             self.model.compile()  # in place: checkpoints keep the plain parameter names
             self._compiled = True
 

@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--mask", action="store_true", help="also write the cloud/shadow mask")
+    ap.add_argument("--compress", default="DEFLATE", help="output compression (default DEFLATE)")
+    ap.add_argument("--readers", type=int, default=None, help="reader threads (predict's default)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep files here (default: temp)")
     a = ap.parse_args(argv)
 
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             "out": str(folder / "bench_pred.tif"), "tile": a.tile, "batch": a.batch,
             "device": a.device, "precision": a.precision, "progress": sys.stderr.isatty(),
             "mask_out": str(folder / "bench_mask.tif") if a.mask else None,
+            "compress": a.compress, "readers": a.readers,
         }  # fmt: skip
         summary, peak_rss = _run_child(_child_predict, job)
         out_mb = os.path.getsize(folder / "bench_pred.tif") / 2**20
@@ -117,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
                   "s1": "2 bands at 20 m, same CRS: bilinear WarpedVRT path"},
         "tile": summary["tile"], "halo": summary["halo"], "window": summary["window"],
         "batch": summary["batch"], "precision": summary["precision"], "mask": a.mask,
+        "compress": a.compress, "readers": summary["readers"],
         "tiles": summary["tiles"],
         "seconds": round(summary["seconds"], 3),
+        "cog_seconds": round(summary["cog_seconds"], 3),
         "wall_seconds_incl_cog": round(summary["wall_seconds_incl_cog"], 3),
         "megapixels_per_s": round(summary["megapixels_per_s"], 4),
         "tiles_per_s": round(summary["tiles_per_s"], 4),

@@ -200,6 +200,33 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _rates(
+    r: dict[str, Any],
+    batch: int,
+    pixels: int,
+    flops: float,
+    peak_tflops: float | None,
+    per: str,
+    items: str,
+) -> dict[str, Any]:
+    """Throughput keys of a :func:`_timed_loop` result ``r`` whose iteration processes ``batch``
+    items (``items``: "patches", "crops") of ``pixels`` pixels in all and ``flops`` model FLOPs:
+    ``flops_per_<per>``, ``seconds_per_<per>`` (median) and ``_min``, ``timed_wall_seconds``,
+    ``<items>_per_s``, ``megapixels_per_s``, ``tflops`` and ``mfu`` (None without a peak)."""
+    sec = r["median"]
+    tflops = flops / sec / 1e12
+    return {
+        f"flops_per_{per}": flops,
+        f"seconds_per_{per}": _sig(sec),
+        f"seconds_per_{per}_min": _sig(min(r["times"])),
+        "timed_wall_seconds": _sig(r["wall"]),
+        f"{items}_per_s": _sig(batch / sec),
+        "megapixels_per_s": _sig(pixels / sec / 1e6),
+        "tflops": _sig(tflops),
+        "mfu": _sig(_ratio(tflops, peak_tflops), 4),
+    }
+
+
 def _free(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
@@ -448,27 +475,16 @@ def bench_infer(
         with torch.inference_mode(), autocast(device, settings.precision):
             r = _timed_loop(step, device, warmup, repeats)
     pixels = batch * size * size
-    flops = fpp * pixels
-    sec = r["median"]
-    tflops = flops / sec / 1e12
-    result = {
+    return {
         "batch": batch,
         "size": size,
         "inputs": "random, scaled domain: optical U(0, 1.5), SAR U(0, 2)",
         "warmup": warmup,
         "repeats": repeats,
-        "flops_per_batch": flops,
-        "seconds_per_batch": _sig(sec),
-        "seconds_per_batch_min": _sig(min(r["times"])),
-        "timed_wall_seconds": _sig(r["wall"]),
-        "patches_per_s": _sig(batch / sec),
-        "megapixels_per_s": _sig(pixels / sec / 1e6),
-        "tflops": _sig(tflops),
-        "mfu": _sig(_ratio(tflops, peak_tflops), 4),
+        **_rates(r, batch, pixels, fpp * pixels, peak_tflops, "batch", "patches"),
         "warmup_seconds": _sig(r["warmup_seconds"], 3),
         "max_memory_gib": _max_memory_gib(device),
     }
-    return result
 
 
 # --------------------------------------------------------------------------- train
@@ -568,10 +584,7 @@ def bench_train(
         r = _timed_loop(step, device, warmup, steps)
     loss_values = torch.stack(losses).float().cpu().tolist()
     pixels = batch * crop * crop
-    flops = TRAIN_FLOP_FACTOR * fpp * pixels
-    sec = r["median"]
-    tflops = flops / sec / 1e12
-    result = {
+    return {
         "batch": batch,
         "crop": crop,
         "data": "synthetic scenes (dsen2cr.synthetic.make_scene), 30-70 % cloud cover",
@@ -579,20 +592,12 @@ def bench_train(
         "optimizer": "NAdam",
         "warmup": warmup,
         "steps": steps,
-        "flops_per_step": flops,
-        "seconds_per_step": _sig(sec),
-        "seconds_per_step_min": _sig(min(r["times"])),
-        "timed_wall_seconds": _sig(r["wall"]),
-        "crops_per_s": _sig(batch / sec),
-        "megapixels_per_s": _sig(pixels / sec / 1e6),
-        "tflops": _sig(tflops),
-        "mfu": _sig(_ratio(tflops, peak_tflops), 4),
+        **_rates(r, batch, pixels, TRAIN_FLOP_FACTOR * fpp * pixels, peak_tflops, "step", "crops"),
         "loss_first": _sig(loss_values[0]),
         "loss_last": _sig(loss_values[-1]),
         "warmup_seconds": _sig(r["warmup_seconds"], 3),
         "max_memory_gib": _max_memory_gib(device),
     }
-    return result
 
 
 # --------------------------------------------------------------------------- scene

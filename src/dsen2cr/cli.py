@@ -251,6 +251,18 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
 
 
 # --------------------------------------------------------------------------- predict
+def _add_speed_options(p: argparse.ArgumentParser, where: str) -> None:
+    """--compile, --readers, --no-channels-last (dsen2cr.performance; predict's readers)."""
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network first (tens of seconds; pays for large scenes "
+                   "on a GPU)")
+    p.add_argument("--readers", type=int, default=None, metavar="N",
+                   help=f"input reader threads{where} (default 1 on CPU; on CUDA a quarter of the "
+                   "CPU cores, 1 to 4)")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                   help="run the network in NCHW instead of the faster NHWC memory format")
+
+
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
@@ -287,14 +299,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    type=str.upper,
                    help="output compression (default DEFLATE, the most widely readable; ZSTD "
                    "writes faster)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the network first (tens of seconds; pays for large scenes "
-                   "on a GPU)")
-    p.add_argument("--readers", type=int, default=None, metavar="N",
-                   help="input reader threads (default 1 on CPU; on CUDA a quarter of the CPU "
-                   "cores, 1 to 4)")
-    p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
-                   help="run the network in NCHW instead of the faster NHWC memory format")
+    _add_speed_options(p, "")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(a: argparse.Namespace) -> None:
@@ -335,12 +340,7 @@ def _add_benchmark(sub: argparse._SubParsersAction) -> None:
                    help="sections to run: peak infer train scene bf16 (default all)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
                    help="default bf16 on CUDA, fp32 on CPU")
-    p.add_argument("--readers", type=int, default=None, metavar="N",
-                   help="input reader threads of 'scene' (predict's default: 1 on CPU; on CUDA "
-                   "a quarter of the CPU cores, 1 to 4)")
-    p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
-                   help="run the network in NCHW instead of NHWC")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    _add_speed_options(p, " of the scene section")
     p.add_argument("--ladder", action="store_true",
                    help="also measure each optimisation one at a time (fp32 NCHW, +channels_last, "
                    "+bf16, +cudnn.benchmark, +torch.compile) for infer and train")

@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
 import numpy as np
 import torch
 
+from dsen2cr.benchmark import cpu_model
 from dsen2cr.cloudmask import cloud_shadow_mask
 
 
@@ -76,7 +76,7 @@ def main() -> None:
 
     result: dict[str, object] = {
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,

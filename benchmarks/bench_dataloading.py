@@ -20,22 +20,13 @@ import argparse
 import json
 import math
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from dsen2cr.benchmark import cpu_model
 
 
 def _rate(dataset: object, samples: int) -> float:
@@ -92,7 +83,7 @@ def run(root: Path | None, samples: int, loader_workers: int) -> dict[str, objec
             results[name] = {"triplets_per_s": round(rate, 1), "ms_per_triplet": round(1e3 / rate, 2)}
         crop_rate = results["crop128_augment"]["triplets_per_s"]
         out: dict[str, object] = {
-            "device": f"CPU: {_cpu_name()} ({os.cpu_count()} logical cores); no GPU involved",
+            "device": f"CPU: {cpu_model()} ({os.cpu_count()} logical cores); no GPU involved",
             "threads_per_worker": torch.get_num_threads(),
             "root": str(root) if tmp is None else "synthetic (temporary, 48 triplets, uncompressed)",
             "per_worker": results,

@@ -66,6 +66,7 @@ __all__ = [
     "bench_scene",
     "bench_train",
     "benchmark_sizes",
+    "cpu_model",
     "device_info",
     "ladder_rungs",
     "make_inputs",
@@ -328,7 +329,8 @@ def _reset_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform`` elsewhere)."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -351,7 +353,7 @@ def device_info(device: torch.device) -> dict[str, Any]:
         "torch_threads", "load_average" (1/5/15 min)}`` plus, on CUDA, ``"cuda"``, ``"cudnn"``,
         ``"gpu"``, ``"gpu_memory_gib"``, ``"compute_capability"``, ``"bf16_supported"``.
     """
-    cpu = _cpu_model()
+    cpu = cpu_model()
     info: dict[str, Any] = {
         "name": cpu,
         "type": device.type,

@@ -117,8 +117,16 @@ def reduce_mode(a: np.ndarray, nodata: int) -> np.ndarray:
 _REDUCERS = {"average": reduce_average, "mode": reduce_mode}
 
 
-def _level_profile(src: Any, height: int, width: int, factor: int) -> dict[str, Any]:
-    """GeoTIFF profile of an overview level of ``src`` (cheap compression: it is temporary)."""
+def temporary_compression() -> dict[str, Any]:
+    """GeoTIFF creation options of fast compression for files written once and read once:
+    ZSTD level 1, or DEFLATE level 1 where this GDAL has no ZSTD."""
+    if has_zstd():
+        return {"compress": "ZSTD", "zstd_level": 1}
+    return {"compress": "DEFLATE", "zlevel": 1}
+
+
+def _level_profile(src: Any, height: int, width: int) -> dict[str, Any]:
+    """GeoTIFF profile of the overview level of ``src`` with half its size (temporary file)."""
     from affine import Affine
 
     profile = dict(src.profile)
@@ -126,11 +134,10 @@ def _level_profile(src: Any, height: int, width: int, factor: int) -> dict[str, 
         profile.pop(key, None)
     profile.update(
         driver="GTiff", height=height, width=width, tiled=True, blockxsize=COG_BLOCKSIZE,
-        blockysize=COG_BLOCKSIZE, BIGTIFF="IF_SAFER",
-        **({"compress": "ZSTD", "zstd_level": 1} if has_zstd() else {"compress": "LZW"}),
+        blockysize=COG_BLOCKSIZE, BIGTIFF="IF_SAFER", **temporary_compression(),
     )  # fmt: skip
     if src.crs is not None:
-        profile["transform"] = src.transform @ Affine.scale(factor)
+        profile["transform"] = src.transform @ Affine.scale(2)
     return profile
 
 
@@ -189,7 +196,7 @@ def build_overview_levels(
                 level = path.with_name(f"{path.stem}.ovr{2**k}{path.suffix}")
                 levels.append(level)
                 with rasterio.open(prev) as src:
-                    profile = _level_profile(src, h, w, 2)
+                    profile = _level_profile(src, h, w)
                 with rasterio.open(level, "w", **profile) as dst:
                     # at most workers + 1 strips in flight, written in order
                     pending: list[tuple[int, concurrent.futures.Future[np.ndarray]]] = []

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from dsen2cr.cog import has_zstd, write_cog
+from dsen2cr.cog import temporary_compression, write_cog
 from dsen2cr.errors import DataError, DSen2CRError
 
 log = logging.getLogger(__name__)
@@ -824,9 +824,7 @@ def _gtiff_profile(scene: Any, dtype: str, count: int, nodata: float, block: int
         "BIGTIFF": "IF_SAFER",
     }
     if block:  # each block is written exactly once: compress cheaply
-        zstd = has_zstd()
-        profile["compress"] = "ZSTD" if zstd else "DEFLATE"
-        profile["zstd_level" if zstd else "zlevel"] = 1
+        profile.update(temporary_compression())
     if scene.crs is not None:
         profile["crs"] = scene.crs
         profile["transform"] = scene.transform

@@ -25,6 +25,7 @@ install: $(STAMP)
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -34,7 +35,7 @@ demo: install
 
 # CPU-sized benchmarks (JSON on stdout); see README "Benchmarks" for the GPU-sized ones.
 bench: install
-	$(BIN)/dsen2cr benchmark --quick
+	$(BIN)/dsen2cr benchmark --quick --realdata ../shared/realdata/sen12mscr_triplets
 	$(BIN)/python benchmarks/bench_cloudmask.py
 	$(BIN)/python benchmarks/bench_dataloading.py
 	$(BIN)/python benchmarks/bench_predict.py --device cpu --size 2048 --features 32 --blocks 4

@@ -40,7 +40,7 @@ def _rate(dataset: object, samples: int) -> float:
 
 
 def _loader_rate(dataset: object, workers: int, samples: int) -> float:
-    from dsen2cr.datasets import EpochRandomSampler, collate
+    from dsen2cr.data import EpochRandomSampler, collate
 
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=8, sampler=EpochRandomSampler(len(dataset), 0),  # type: ignore[arg-type]
@@ -60,8 +60,8 @@ def _loader_rate(dataset: object, workers: int, samples: int) -> float:
 
 def run(root: Path | None, samples: int, loader_workers: int) -> dict[str, object]:
     """Measure and return the JSON-able result (see the module docstring)."""
-    from dsen2cr.datasets import SEN12MSCR
-    from dsen2cr.synthetic import generate_dataset
+    from dsen2cr.data import SEN12MSCR
+    from dsen2cr.data.synthetic import generate_dataset
 
     torch.set_num_threads(1)
     tmp = None

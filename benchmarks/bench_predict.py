@@ -3,7 +3,8 @@
 Generates a large georeferenced scene (:func:`dsen2cr.benchmark.make_inputs`: a 13-band uint16 S2
 GeoTIFF and a 20 m S1 GeoTIFF in the same UTM zone, so S1 goes through the bilinear warping path)
 in a temporary folder, block by block so that generating it needs little memory, then runs
-:func:`dsen2cr.inference.predict` on it in a fresh child process and prints one JSON object.
+:func:`dsen2cr.scene.predict` (or, with ``--mask-only``, :func:`dsen2cr.scene.mask_scene`) on it
+in a fresh child process and prints one JSON object.
 
 Peak host memory is the child's ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` (peak resident
 set size of the prediction process, which includes Python, torch and the model). The same figure
@@ -33,18 +34,24 @@ from pathlib import Path
 
 
 def _child_predict(args: dict, conn: object) -> None:
-    from dsen2cr.inference import predict
+    from dsen2cr.scene import PredictOptions, mask_scene, predict
 
+    options = PredictOptions(**args.pop("options"))
     t0 = time.perf_counter()
-    summary = predict(**args)
+    if args.pop("mask_only"):
+        summary = mask_scene(args["s2"], args["mask_out"], options=options)
+        summary.update(precision=None, batch=options.batch or 1)
+    else:
+        summary = predict(**args, options=options)
     summary["wall_seconds_incl_cog"] = time.perf_counter() - t0
     conn.send(summary)  # type: ignore[attr-defined]
 
 
 def _child_baseline(weights: str, device: str, conn: object) -> None:
-    from dsen2cr.inference import load_model, resolve_device
+    from dsen2cr.models import load_weights
+    from dsen2cr.performance import resolve_device
 
-    load_model(weights, resolve_device(device))
+    load_weights(weights, resolve_device(device))
     conn.send(True)  # type: ignore[attr-defined]
 
 
@@ -73,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--mask", action="store_true", help="also write the cloud/shadow mask")
+    ap.add_argument("--mask-only", action="store_true",
+                    help="run `dsen2cr mask` (the same tiled path without the network) instead")
     ap.add_argument("--compress", default="DEFLATE", help="output compression (default DEFLATE)")
     ap.add_argument("--readers", type=int, default=None, help="reader threads (predict's default)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep files here (default: temp)")
@@ -92,19 +101,24 @@ def main(argv: list[str] | None = None) -> int:
         model = DSen2CR(features=a.features, blocks=a.blocks)
         weights = str(model.save_pretrained(folder / "bench.safetensors"))
         _, base_rss = _run_child(_child_baseline, weights, a.device)
+        out = folder / ("bench_mask.tif" if a.mask_only else "bench_pred.tif")
         job = {
             "s2": str(s2_path), "s1": str(s1_path), "weights_or_model": weights,
-            "out": str(folder / "bench_pred.tif"), "tile": a.tile, "batch": a.batch,
-            "device": a.device, "precision": a.precision, "progress": sys.stderr.isatty(),
-            "mask_out": str(folder / "bench_mask.tif") if a.mask else None,
-            "compress": a.compress, "readers": a.readers,
+            "out": str(out), "mask_only": a.mask_only,
+            "mask_out": str(folder / "bench_mask.tif") if a.mask or a.mask_only else None,
+            "options": {"tile": a.tile, "batch": a.batch, "device": a.device,
+                        "precision": a.precision, "progress": sys.stderr.isatty(),
+                        "compress": a.compress, "readers": a.readers},
         }  # fmt: skip
+        if a.mask_only:
+            for key in ("s1", "weights_or_model", "out"):
+                job.pop(key)
         summary, peak_rss = _run_child(_child_predict, job)
-        out_mb = os.path.getsize(folder / "bench_pred.tif") / 2**20
+        out_mb = os.path.getsize(out) / 2**20
     assert isinstance(summary, dict)
     full = (a.features, a.blocks) == (256, 16)
     report = {
-        "benchmark": "dsen2cr predict",
+        "benchmark": "dsen2cr mask" if a.mask_only else "dsen2cr predict",
         "device": summary["device"],
         "gpu": torch.cuda.get_device_name(0) if summary["device"].startswith("cuda") else None,
         "cpu_count": os.cpu_count(),
@@ -119,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                   "s2_uncompressed_mib": 13 * 2 * a.size * a.size / 2**20,
                   "s1": "2 bands at 20 m, same CRS: bilinear WarpedVRT path"},
         "tile": summary["tile"], "halo": summary["halo"], "window": summary["window"],
-        "batch": summary["batch"], "precision": summary["precision"], "mask": a.mask,
+        "batch": summary["batch"], "precision": summary["precision"], "mask": a.mask or a.mask_only,
         "compress": a.compress, "readers": summary["readers"],
         "tiles": summary["tiles"],
         "seconds": round(summary["seconds"], 3),

@@ -1,22 +1,20 @@
-"""Tests of the cloud / cloud-shadow detector (dsen2cr.cloudmask, issue 2 section 4)."""
+"""Tests of the cloud / cloud-shadow detector (dsen2cr.cloudmask, issue 2 section 4). The mask of
+whole scenes (``dsen2cr mask``) is tested in ``tests/scene/test_mask.py``."""
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from dsen2cr import cloudmask as cm
-from dsen2cr.cli import main
+from dsen2cr.io import read_raster
+from tests.helpers import GEOREF, TRIPLETS, needs_files
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
-TRIPLETS = REALDATA / "sen12mscr_triplets"
-GEOREF_CLOUDY = REALDATA / "sen12mscr_georef" / "ROIs1868_summer_s2_cloudy_19_p30.tif"
+GEOREF_CLOUDY = GEOREF / "ROIs1868_summer_s2_cloudy_19_p30.tif"
 
 # Band indices (SEN12MS-CR order B1, B2, B3, B4, B5, B6, B7, B8, B8A, B9, B10, B11, B12).
 B1, B2, B3, B4, B8, B10, B11 = 0, 1, 2, 3, 7, 10, 11
@@ -320,6 +318,18 @@ def test_tiles_with_halo_and_scene_statistics_equal_whole_image(use_torch: bool)
     assert not np.array_equal(own_stats, whole)  # the scene-wide statistics are needed
 
 
+def test_shadow_statistics_accumulated_block_by_block() -> None:
+    img = _scene(np.random.default_rng(11), 61, 47)
+    acc = cm.ShadowStatsAccumulator()
+    for r in range(0, 61, 13):  # uneven blocks, pixels flattened (as valid-pixel selections are)
+        acc.add(img[:, r : r + 13].reshape(13, -1))
+    got, ref = acc.result(), cm.shadow_statistics(img)
+    assert got.csi_min == ref.csi_min and got.b2_min == ref.b2_min  # exact
+    assert math.isclose(got.csi_mean, ref.csi_mean, rel_tol=1e-14)
+    assert math.isclose(got.b2_mean, ref.b2_mean, rel_tol=1e-14)
+    assert cm.ShadowStatsAccumulator().result() == cm.ShadowStats(0.0, 0.0, 0.0, 0.0)
+
+
 def test_input_validation() -> None:
     with pytest.raises(ValueError, match="13 Sentinel-2 bands"):
         cm.cloud_shadow_mask(np.zeros((12, 8, 8), np.uint16))
@@ -338,87 +348,10 @@ def test_input_validation() -> None:
         cm.cloud_shadow_mask(torch.zeros(2, 13, 8, 8), shadow_stats=bad)
 
 
-# --------------------------------------------------------------------------- files and CLI
-def _write_tif(path: Path, data: np.ndarray, georef: bool = True) -> None:
-    from affine import Affine
-    from rasterio.errors import NotGeoreferencedWarning
-
-    kw = {}
-    if georef:
-        kw = {"crs": "EPSG:32632", "transform": Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5200000.0)}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        _write(path, data, kw)
-
-
-def _write(path: Path, data: np.ndarray, kw: dict) -> None:
-    import rasterio
-
-    with rasterio.open(
-        path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
-        count=data.shape[0], dtype=data.dtype, **kw,
-    ) as dst:  # fmt: skip
-        dst.write(data)
-
-
-def test_cli_mask_writes_georeferenced_int8(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    import rasterio
-
-    img = _scene(np.random.default_rng(7), 50, 45)
-    src, out = tmp_path / "s2.tif", tmp_path / "sub" / "mask.tif"
-    _write_tif(src, img)
-    assert main(["mask", str(src), str(out), "--threshold", "0.3"]) == 0
-    info = json.loads(capsys.readouterr().out)
-    assert info["width"] == 45 and info["height"] == 50 and info["out"] == str(out)
-    total = info["cloud_fraction"] + info["shadow_fraction"] + info["clear_fraction"]
-    assert total == pytest.approx(1.0)
-    with rasterio.open(src) as a, rasterio.open(out) as b:
-        assert b.count == 1 and b.dtypes[0] == "int8" and b.nodata is None
-        assert b.crs == a.crs and b.transform == a.transform
-        assert b.profile.get("compress", "").lower() == "deflate" and b.profile["tiled"]
-        written = b.read(1)
-    expected = cm.cloud_shadow_mask(img, threshold=0.3)
-    np.testing.assert_array_equal(written, expected)
-    assert info["cloud_fraction"] == pytest.approx(float((expected == 1).mean()))
-    # Strip-wise processing with the scene statistics gives the same mask.
-    cm.mask_file(src, tmp_path / "strips.tif", threshold=0.3, strip_rows=8)
-    with rasterio.open(tmp_path / "strips.tif") as c:
-        np.testing.assert_array_equal(c.read(1), expected)
-
-
-def test_cli_mask_without_georeferencing(tmp_path: Path) -> None:
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-
-    img = _scene(np.random.default_rng(8), 30, 30)
-    src, out = tmp_path / "plain.tif", tmp_path / "mask.tif"
-    _write_tif(src, img, georef=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", NotGeoreferencedWarning)
-        info = cm.mask_file(src, out)
-    assert info["width"] == 30
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(out) as b:
-            assert b.crs is None
-            np.testing.assert_array_equal(b.read(1), cm.cloud_shadow_mask(img))
-
-
-def test_cli_mask_wrong_band_count(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    src, out = tmp_path / "twelve.tif", tmp_path / "mask.tif"
-    _write_tif(src, np.zeros((12, 8, 8), np.uint16))
-    assert main(["mask", str(src), str(out)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "12 band(s), expected 13" in err and "twelve.tif" in err
-    assert not out.exists() and list(tmp_path.iterdir()) == [src]
-
-
 # --------------------------------------------------------------------------- real data
 @pytest.mark.realdata
-@pytest.mark.skipif(not TRIPLETS.exists(), reason="shared/realdata absent")
+@needs_files(TRIPLETS)
 def test_real_cloudy_patches_torch_equals_numpy() -> None:
-    from dsen2cr.io import read_raster
-
     paths = sorted(TRIPLETS.glob("*_s2_cloudy.tif"))
     if GEOREF_CLOUDY.exists():
         paths.append(GEOREF_CLOUDY)

@@ -12,25 +12,25 @@ import pytest
 import torch
 
 from dsen2cr.cli import main
+from dsen2cr.cloudmask import binary_mask
+from dsen2cr.data import SEN12MSCR
+from dsen2cr.data.synthetic import generate_dataset
 from dsen2cr.errors import DSen2CRError
 from dsen2cr.evaluation import IDENTITY, evaluate, format_table, pick_examples
 from dsen2cr.metrics import METRIC_KEYS, TABLE1_COLUMNS, image_metrics
-from dsen2cr.models import DSen2CR
+from dsen2cr.models import DSen2CR, Pix2PixPredictor, UNetGenerator
+from dsen2cr.scaling import scaled_to_reflectance, scaled_to_s2
 
 OUTPUTS = ("metrics.json", "metrics.csv", "table.md", "band_nrmse.png", "examples.png")
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dsen2cr.synthetic import generate_dataset
-
     return generate_dataset(tmp_path_factory.mktemp("sen12mscr"), rois=6, patches=2, size=32)
 
 
 @pytest.fixture(scope="module")
 def test_split(data_root: Path):
-    from dsen2cr.datasets import SEN12MSCR
-
     ds = SEN12MSCR(data_root, split="test", crop_size=None)
     assert len(ds) > 0
     return ds
@@ -51,8 +51,6 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         zero.tail.bias.zero_()
     out["zero"] = zero.save_pretrained(d / "zero_tail.safetensors")
     out["keras"] = _write_keras(sar, d / "tiny_sar_keras.hdf5")
-    from dsen2cr.pix2pix import Pix2PixPredictor, UNetGenerator
-
     out["pix2pix"] = Pix2PixPredictor(UNetGenerator(ngf=4, num_downs=3)).save_pretrained(
         d / "tiny_pix2pix.safetensors"
     )
@@ -121,8 +119,6 @@ def test_report_files_and_keys(report, test_split) -> None:
 
 
 def test_identity_matches_independent_image_metrics(report, test_split) -> None:
-    from dsen2cr.cloudmask import binary_mask
-    from dsen2cr.scaling import scaled_to_reflectance, scaled_to_s2
 
     _, result = report
     per_key: dict[str, list[float]] = {k: [] for k in METRIC_KEYS}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from dsen2cr.io import read_raster
 from dsen2cr.metrics import (
     METRIC_KEYS,
     PAPER_TABLE1,
@@ -24,10 +25,7 @@ from dsen2cr.metrics import (
     image_metrics,
     ssim,
 )
-
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
-TRIPLETS = REALDATA / "sen12mscr_triplets"
-
+from tests.helpers import TRIPLETS, needs_files
 
 # ------------------------------------------------------------------ independent references
 
@@ -388,6 +386,7 @@ def _distributed_worker(rank: int, world: int, init_file: str, out_dir: str) -> 
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_accumulator_sync_across_processes(tmp_path):
     import torch.multiprocessing as mp
 
@@ -412,11 +411,9 @@ def test_accumulator_sync_across_processes(tmp_path):
 
 @pytest.mark.realdata
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
-@pytest.mark.skipif(not TRIPLETS.exists(), reason="shared/realdata is absent")
+@needs_files(TRIPLETS / "746_s2.tif", TRIPLETS / "4287_s2.tif", TRIPLETS / "316_s2.tif")
 @pytest.mark.parametrize("patch", ["746", "4287", "316"])
 def test_real_triplets_match_independent(patch):
-    from dsen2cr.io import read_raster
-
     cloudy = read_raster(TRIPLETS / f"{patch}_s2_cloudy.tif", 13)[0].astype(np.float64) / 1e4
     target = read_raster(TRIPLETS / f"{patch}_s2.tif", 13)[0].astype(np.float64) / 1e4
     got = image_metrics(cloudy, target)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dsen2cr.errors import OptionError
 from dsen2cr.models import DSen2CR
 from dsen2cr.performance import (
+    SpeedOptions,
     autocast,
     configure_backends,
     prepare_model,
+    resolve_device,
     to_memory_format,
 )
 
@@ -20,7 +23,7 @@ def test_prepare_model_channels_last_keeps_the_function_and_the_weights() -> Non
     with torch.no_grad():
         ref = model(optical, sar)
     keys = list(model.state_dict())
-    assert prepare_model(model, "cpu", channels_last=True) is model
+    assert prepare_model(model, "cpu", SpeedOptions(channels_last=True)) is model
     assert all(
         p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.ndim == 4
     )
@@ -47,7 +50,7 @@ def test_autocast() -> None:
         assert conv(x).dtype == torch.bfloat16
     with autocast("cpu", "fp32"):
         assert conv(x).dtype == torch.float32
-    with pytest.raises(ValueError, match="precision"):
+    with pytest.raises(OptionError, match="precision must be fp32 or bf16"):
         autocast("cpu", "fp16")
 
 
@@ -57,3 +60,17 @@ def test_configure_backends_only_touches_cuda(monkeypatch) -> None:
     assert torch.backends.cudnn.benchmark is False
     configure_backends(torch.device("cuda", 0))  # sets the flag; needs no GPU
     assert torch.backends.cudnn.benchmark is True
+
+
+def test_speed_options_and_devices() -> None:
+    assert SpeedOptions() == SpeedOptions(channels_last=True, compile=False)
+    with pytest.raises(OptionError, match="compile must be true or false"):
+        SpeedOptions(compile="yes")  # type: ignore[arg-type]
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(None).type in ("cpu", "cuda")
+    with pytest.raises(OptionError, match="is not a device") as err:
+        resolve_device("tpu")
+    assert err.value.option == "device"  # the CLI names the flag, --device
+    if not torch.cuda.is_available():
+        with pytest.raises(OptionError, match="CUDA is not available"):
+            resolve_device("cuda:0")

@@ -36,22 +36,24 @@ by 49, the image means are a fixed-order pairwise (tree) sum, and divisions are 
 by the reciprocal). Hence torch and numpy masks agree exactly, not only up to round-off.
 
 Tiling: the mask at a pixel depends only on the input within :data:`MASK_RADIUS` pixels plus the
-image-wide shadow statistics. Compute :func:`shadow_statistics` on the whole scene and pass it as
-``shadow_stats=`` to every tile (with a halo of ``MASK_RADIUS`` pixels) to reproduce the
-whole-scene mask exactly.
+image-wide shadow statistics. Compute :func:`shadow_statistics` on the whole scene (or, block by
+block, with :class:`ShadowStatsAccumulator`) and pass it as ``shadow_stats=`` to every tile (with
+a halo of ``MASK_RADIUS`` pixels) to reproduce the whole-scene mask exactly.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from dsen2cr.scaling import REFLECTANCE_SCALE, as_numpy, is_tensor
 
 MASK_RADIUS = 7
 """Pixels of context one mask pixel depends on (closing 2 + 2, mean 3; the median's 2 is inside),
@@ -74,10 +76,10 @@ _B1, _B2, _B3, _B4, _B8, _B10, _B11 = range(7)
 __all__ = [
     "MASK_RADIUS",
     "ShadowStats",
+    "ShadowStatsAccumulator",
     "binary_mask",
     "cloud_score",
     "cloud_shadow_mask",
-    "mask_file",
     "shadow_statistics",
 ]
 
@@ -103,10 +105,6 @@ class ShadowStats:
 
 
 # --------------------------------------------------------------------------- shared helpers
-def _is_torch(x: object) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
 def _check_shape(shape: tuple[int, ...], kind: str) -> None:
     if len(shape) not in (3, 4):
         raise ValueError(
@@ -182,7 +180,7 @@ def _np_batch(image: Any) -> tuple[np.ndarray, bool]:
 
 
 def _np_reflectance(batch: np.ndarray) -> list[np.ndarray]:
-    return [batch[:, b].astype(np.float64) / 10000.0 for b in _USED_BANDS]
+    return [batch[:, b].astype(np.float64) / REFLECTANCE_SCALE for b in _USED_BANDS]
 
 
 def _np_tree_sum(x: np.ndarray) -> np.ndarray:
@@ -213,7 +211,7 @@ def _np_stats(csi: np.ndarray, b2: np.ndarray) -> ShadowStats:
 
 def _np_stats_fields(stats: ShadowStats, batch: int) -> ShadowStats:
     def conv(v: Any, name: str) -> np.ndarray:
-        a = np.asarray(_to_numpy(v), dtype=np.float64).reshape(-1)
+        a = np.asarray(as_numpy(v), dtype=np.float64).reshape(-1)
         if a.size == 1:
             a = np.repeat(a, batch)
         if a.shape != (batch,):
@@ -226,16 +224,8 @@ def _np_stats_fields(stats: ShadowStats, batch: int) -> ShadowStats:
 _FIELDS = ("csi_min", "csi_mean", "b2_min", "b2_mean")
 
 
-def _to_numpy(v: Any) -> Any:
-    if _is_torch(v):
-        return v.detach().cpu().numpy()
-    return v
-
-
 def _np_smooth(score: np.ndarray) -> np.ndarray:
     """Closing 5x5 (mirror borders), 7x7 zero-padded mean, clip; (B, H, W) float64."""
-    from scipy import ndimage
-
     closed = ndimage.grey_closing(score, size=(1, CLOSING_SIZE, CLOSING_SIZE), mode="reflect")
     return np.clip(_np_box_mean(closed, MEAN_SIZE), *SCORE_CLIP)
 
@@ -255,8 +245,6 @@ def _np_box_mean(x: np.ndarray, size: int) -> np.ndarray:
 
 
 def _np_shadow(csi: np.ndarray, b2: np.ndarray, stats: ShadowStats) -> np.ndarray:
-    from scipy import ndimage
-
     t3, t4 = _thresholds(stats)
     candidate = np.where((csi < t3[:, None, None]) & (b2 < t4[:, None, None]), -1.0, 0.0)
     med = ndimage.median_filter(
@@ -288,8 +276,6 @@ def _torch_batch(image: Any) -> tuple[Any, bool]:
 
 
 def _torch_ops(device: Any) -> tuple[Callable, Callable]:
-    import torch
-
     on_cpu = torch.device(device).type == "cpu"
 
     def div(x: Any, c: float) -> Any:
@@ -308,26 +294,20 @@ def _torch_ops(device: Any) -> tuple[Callable, Callable]:
 
 
 def _torch_minimum(a: Any, b: Any) -> Any:
-    import torch
-
-    if not _is_torch(b):
+    if not is_tensor(b):
         return torch.clamp(a, max=b)
     return torch.minimum(a, b)
 
 
 def _torch_reflectance(batch: Any) -> list[Any]:
-    import torch
-
     sub = torch.stack([batch[:, b] for b in _USED_BANDS], 1).to(torch.float64)
     div, _ = _torch_ops(batch.device)
-    sub = div(sub, 10000.0)
+    sub = div(sub, REFLECTANCE_SCALE)
     return list(sub.unbind(1))
 
 
 def _torch_tree_sum(x: Any) -> Any:
     """Per-row sum of a (B, N) tensor in the same fixed pairwise order as :func:`_np_tree_sum`."""
-    import torch
-
     n = x.shape[1]
     size = 1 << max(n - 1, 0).bit_length()
     if size > n:
@@ -353,8 +333,6 @@ def _torch_stats(csi: Any, b2: Any) -> ShadowStats:
 
 
 def _torch_stats_fields(stats: ShadowStats, batch: int, device: Any) -> ShadowStats:
-    import torch
-
     def conv(v: Any, name: str) -> Any:
         t = torch.as_tensor(v, dtype=torch.float64).to(device).reshape(-1)
         if t.numel() == 1:
@@ -368,8 +346,6 @@ def _torch_stats_fields(stats: ShadowStats, batch: int, device: Any) -> ShadowSt
 
 def _mirror_index(n: int, pad: int, device: Any) -> Any:
     """Indices of a "d c b a | a b c d | d c b a" mirror padding (scipy mode 'reflect')."""
-    import torch
-
     i = torch.arange(-pad, n + pad, device=device) % (2 * n)
     return torch.where(i >= n, 2 * n - 1 - i, i)
 
@@ -382,9 +358,6 @@ def _torch_mirror_pad(x: Any, pad: int) -> Any:
 
 def _torch_smooth(score: Any) -> Any:
     """(B, H, W) float64 -> closing 5x5 (mirror borders), 7x7 zero-padded mean, clip."""
-    import torch
-    import torch.nn.functional as F
-
     p, k = CLOSING_SIZE // 2, CLOSING_SIZE
 
     def max5x5(t: Any) -> Any:  # separable flat 5x5 maximum, no padding (exact)
@@ -399,7 +372,6 @@ def _torch_smooth(score: Any) -> Any:
 
 def _torch_box_mean(x: Any, size: int) -> Any:
     """Zero-padded size x size mean of (B, H, W); same summation order as :func:`_np_box_mean`."""
-    import torch.nn.functional as F
 
     h, w = x.shape[-2:]
     p = size // 2
@@ -415,7 +387,6 @@ def _torch_box_mean(x: Any, size: int) -> Any:
 
 
 def _torch_shadow(csi: Any, b2: Any, stats: ShadowStats) -> Any:
-    import torch.nn.functional as F
 
     t3, t4 = _thresholds(stats)
     candidate = (csi < t3[:, None, None]) & (b2 < t4[:, None, None])
@@ -435,8 +406,6 @@ def _torch_shadow(csi: Any, b2: Any, stats: ShadowStats) -> Any:
 def _torch_score_and_shadow(
     image: Any, stats: ShadowStats | None, want_shadow: bool = True
 ) -> tuple[Any, Any, bool]:
-    import torch
-
     batch, batched = _torch_batch(image)
     with torch.no_grad():
         r = _torch_reflectance(batch)
@@ -464,7 +433,7 @@ def cloud_score(image: Any) -> Any:
         float64 score in [1e-5, 1] of shape (H, W) or (B, H, W), numpy or torch like the input
         (torch on the input's device).
     """
-    if _is_torch(image):
+    if is_tensor(image):
         score, _, batched = _torch_score_and_shadow(image, None, want_shadow=False)
     else:
         score, _, batched = _np_score_and_shadow(image, None, want_shadow=False)
@@ -481,9 +450,7 @@ def shadow_statistics(image: Any) -> ShadowStats:
         :class:`ShadowStats`; fields are floats for one numpy image, (B,) float64 arrays for a
         numpy batch, float64 tensors of shape () or (B,) on the input's device for torch input.
     """
-    if _is_torch(image):
-        import torch
-
+    if is_tensor(image):
         batch, _ = _torch_batch(image)
         with torch.no_grad():
             r = _torch_reflectance(batch)
@@ -522,15 +489,13 @@ def cloud_shadow_mask(
             finite.
     """
     thr = _check_threshold(threshold)
-    if _is_torch(image):
-        import torch
-
+    if is_tensor(image):
         score, shadow, batched = _torch_score_and_shadow(image, shadow_stats)
         one = torch.ones((), dtype=torch.int8, device=score.device)
-        mask = torch.where(score >= thr, one, torch.where(shadow, -one, 0 * one))
+        mask: Any = torch.where(score >= thr, one, torch.where(shadow, -one, 0 * one))
     else:
-        score, shadow, batched = _np_score_and_shadow(image, shadow_stats)
-        mask = np.where(score >= thr, 1, np.where(shadow, -1, 0)).astype(np.int8)
+        score, shadow_np, batched = _np_score_and_shadow(image, shadow_stats)
+        mask = np.where(score >= thr, 1, np.where(shadow_np, -1, 0)).astype(np.int8)  # type: ignore[arg-type]
     return mask if batched else mask[0]
 
 
@@ -548,86 +513,52 @@ def binary_mask(
         (H, W) or (B, H, W): numpy uint8 {0, 1} for numpy input, torch bool for torch input.
     """
     mask = cloud_shadow_mask(image, threshold, shadow_stats)
-    if _is_torch(mask):
+    if is_tensor(mask):
         return mask != 0
     return (mask != 0).astype(np.uint8)
 
 
-# --------------------------------------------------------------------------- files
-def mask_file(
-    s2_path: str | os.PathLike[str],
-    out_path: str | os.PathLike[str],
-    threshold: float = DEFAULT_THRESHOLD,
-    strip_rows: int = 1024,
-) -> dict[str, Any]:
-    """Mask a 13-band Sentinel-2 L1C GeoTIFF and write the mask as an int8 GeoTIFF.
+# --------------------------------------------------------------------------- scenes
+class _MinMean:
+    """Exact min and (two-level, order-independent up to round-off) mean of float64 values."""
 
-    The scene is processed in strips of ``strip_rows`` rows (plus a :data:`MASK_RADIUS` halo)
-    with the whole scene's shadow statistics, which gives exactly the whole-image mask with
-    bounded memory.
+    def __init__(self) -> None:
+        self.parts: list[tuple[float, float, int]] = []
 
-    Args:
-        s2_path: 13-band S2 L1C raster in DN.
-        out_path: output GeoTIFF: one int8 band {-1 shadow, 0 clear, 1 cloud}, no nodata,
-            deflate-compressed and tiled, on the input's grid (CRS and transform copied; an input
-            without georeferencing gives an output without it).
-        threshold: cloud threshold on the smoothed score.
-        strip_rows: rows per processing strip.
+    def add(self, x: np.ndarray) -> None:
+        if x.size:
+            m = float(x.min())
+            self.parts.append((m, float(np.sum(x - m)), int(x.size)))
 
-    Returns:
-        ``{"cloud_fraction", "shadow_fraction", "clear_fraction", "width", "height", "out"}``.
+    def result(self) -> tuple[float, float]:
+        if not self.parts:
+            return 0.0, 0.0
+        m = min(p[0] for p in self.parts)
+        n = sum(p[2] for p in self.parts)
+        total = math.fsum(p[1] + p[2] * (p[0] - m) for p in self.parts)
+        return m, m + total / n
 
-    Raises:
-        DataError: the input is missing, unreadable or does not have 13 bands.
+
+class ShadowStatsAccumulator:
+    """The shadow test's image-wide statistics of a scene too large to hold, block by block.
+
+    Feed it the pixels of the scene in any blocks (valid pixels only, to leave nodata out);
+    :meth:`result` equals :func:`shadow_statistics` of all of them, the minima exactly and the
+    means up to float round-off (the same float64 reflectance operations as the detector).
     """
-    import rasterio
-    from affine import Affine
-    from rasterio.errors import NotGeoreferencedWarning
-    from tqdm import tqdm
 
-    from dsen2cr.io import atomic_output, read_raster
+    def __init__(self) -> None:
+        self._csi = _MinMean()
+        self._b2 = _MinMean()
 
-    thr = _check_threshold(threshold)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        data, profile = read_raster(s2_path, expected_bands=13, what="S2 image")
-    height, width = data.shape[-2:]
-    stats = shadow_statistics(data)
-    mask = np.empty((height, width), np.int8)
-    starts = range(0, height, max(int(strip_rows), 1))
-    for y0 in tqdm(starts, desc="mask", unit="strip", disable=None, leave=False):
-        y1 = min(y0 + strip_rows, height)
-        a0, a1 = max(y0 - MASK_RADIUS, 0), min(y1 + MASK_RADIUS, height)
-        part = cloud_shadow_mask(data[:, a0:a1], thr, shadow_stats=stats)
-        mask[y0:y1] = part[y0 - a0 : y1 - a0]
+    def add(self, dn: np.ndarray) -> None:
+        """Add pixels: DN with the 13 bands on axis 0, any shape after it, e.g. (13, N)."""
+        r = {b: dn[b].astype(np.float64) / REFLECTANCE_SCALE for b in (1, 7, 11)}
+        self._csi.add((r[7] + r[11]) / 2.0)
+        self._b2.add(r[1])
 
-    out_profile: dict[str, Any] = {
-        "driver": "GTiff",
-        "dtype": "int8",
-        "count": 1,
-        "width": width,
-        "height": height,
-        "compress": "deflate",
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-    }
-    if profile.get("crs") is not None:
-        out_profile["crs"] = profile["crs"]
-    transform = profile.get("transform")
-    if transform is not None and transform != Affine.identity():
-        out_profile["transform"] = transform
-    out = Path(out_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with atomic_output(out) as tmp, rasterio.open(tmp, "w", **out_profile) as dst:
-            dst.write(mask, 1)
-    n = float(mask.size)
-    return {
-        "cloud_fraction": float(np.count_nonzero(mask == 1)) / n,
-        "shadow_fraction": float(np.count_nonzero(mask == -1)) / n,
-        "clear_fraction": float(np.count_nonzero(mask == 0)) / n,
-        "width": int(width),
-        "height": int(height),
-        "out": str(out),
-    }
+    def result(self) -> ShadowStats:
+        """The statistics of all pixels added (zeros when none was)."""
+        csi_min, csi_mean = self._csi.result()
+        b2_min, b2_mean = self._b2.result()
+        return ShadowStats(csi_min=csi_min, csi_mean=csi_mean, b2_min=b2_min, b2_mean=b2_mean)

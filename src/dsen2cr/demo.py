@@ -2,7 +2,7 @@
 
 On a fresh machine and in a few minutes of CPU time, the demo
 
-1. generates a small synthetic SEN12MS-CR (:func:`dsen2cr.synthetic.generate_dataset`), with its
+1. generates a small synthetic SEN12MS-CR (:func:`dsen2cr.data.synthetic.generate_dataset`), with its
    own held-out test ROIs;
 2. trains two small DSen2-CR models with the CARL loss, one with and one without the SAR input
    (:func:`dsen2cr.training.train`, the same code path as ``dsen2cr train``);
@@ -33,7 +33,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+import torch
+import yaml
+
+from dsen2cr.cloudmask import DEFAULT_THRESHOLD
+from dsen2cr.data.synthetic import generate_dataset, roi_plan
 from dsen2cr.errors import DSen2CRError
+from dsen2cr.evaluation import evaluate, format_table
+from dsen2cr.figures import training_curves_plot
+from dsen2cr.io import atomic_output
+from dsen2cr.training import train
 
 SAR_NAME = "dsen2cr_carl_sar"
 NOSAR_NAME = "dsen2cr_carl_nosar"
@@ -99,15 +109,13 @@ def demo_config(
         seed: random seed of initialisation and data order.
     """
     s = DEMO_SETTINGS["quick" if quick else "full"]
-    import torch
-
     cuda = device is not None and str(device).startswith("cuda")
     accelerator = "auto" if device is None else ("gpu" if cuda else "cpu")
     trainer: dict[str, Any] = {
         "max_epochs": s["epochs"],
         "accelerator": accelerator,
         # the same GPU that evaluation uses ("cuda:1" -> device index 1)
-        "devices": [torch.device(device).index or 0] if cuda else 1,
+        "devices": [torch.device(str(device)).index or 0] if cuda else 1,
         "precision": "32-true",
         "num_sanity_val_steps": 0,
         "log_every_n_steps": 5,
@@ -124,7 +132,7 @@ def demo_config(
             "res_scale": 0.1,
             "sar": sar,
         },
-        "loss": {"name": "carl", "lam": 1.0, "cloud_threshold": 0.2},
+        "loss": {"name": "carl", "lam": 1.0, "cloud_threshold": DEFAULT_THRESHOLD},
         "optim": {"lr": DEMO_LR},
         "data": {
             "root": str(data_root),
@@ -141,7 +149,28 @@ def demo_config(
 
 
 # --------------------------------------------------------------------------- lr schedule
-def cosine_lr_callback(final_fraction: float = 0.02) -> Any:
+class CosineLR(L.Callback):
+    """Anneals every optimiser's lr by a cosine over the whole run (see :func:`cosine_lr_callback`)."""
+
+    def __init__(self, final_fraction: float = 0.02) -> None:
+        self.final_fraction = final_fraction
+        self.base: list[list[float]] = []
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:  # fmt: skip
+        optimizers = trainer.optimizers
+        if not self.base:
+            self.base = [[g["lr"] for g in o.param_groups] for o in optimizers]
+        total = max(1, int(trainer.estimated_stepping_batches))
+        t = min(trainer.global_step / total, 1.0)
+        f = self.final_fraction
+        factor = f + (1.0 - f) * 0.5 * (1.0 + math.cos(math.pi * t))
+        for o, base in zip(optimizers, self.base, strict=True):
+            for g, lr0 in zip(o.param_groups, base, strict=True):
+                g["lr"] = lr0 * factor
+
+
+def cosine_lr_callback(final_fraction: float = 0.02) -> CosineLR:
     """A Lightning callback that anneals every optimiser's lr by a cosine over the whole run.
 
     Step ``k`` of ``K`` (``trainer.estimated_stepping_batches``) uses
@@ -150,28 +179,11 @@ def cosine_lr_callback(final_fraction: float = 0.02) -> Any:
     noise of the final weights, so that the comparison of the two models is not decided by the
     noise of the last epochs.
     """
-    import lightning as L
-
-    class CosineLR(L.Callback):
-        def __init__(self) -> None:
-            self.base: list[list[float]] = []
-
-        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, idx: int) -> None:
-            optimizers = trainer.optimizers
-            if not self.base:
-                self.base = [[g["lr"] for g in o.param_groups] for o in optimizers]
-            total = max(1, int(trainer.estimated_stepping_batches))
-            t = min(trainer.global_step / total, 1.0)
-            factor = final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * t))
-            for o, base in zip(optimizers, self.base, strict=True):
-                for g, lr0 in zip(o.param_groups, base, strict=True):
-                    g["lr"] = lr0 * factor
-
-    return CosineLR()
+    return CosineLR(final_fraction)
 
 
 # --------------------------------------------------------------------------- training curves
-def read_loss_curves(run_dir: str | os.PathLike[str]) -> dict[str, tuple[list[float], list[float]]]:
+def read_loss_curves(run_dir: str | os.PathLike[str]) -> dict[str, tuple[list[int], list[float]]]:
     """Loss per epoch from the Lightning CSV logs (``metrics.csv``) of a training run.
 
     Every logged column whose name contains ``loss`` is averaged per epoch (step-level columns are
@@ -250,8 +262,6 @@ def _write_report(
     timings: dict[str, float],
     quick: bool,
 ) -> None:
-    from dsen2cr.io import atomic_output
-
     ok, msg = ordering
     figures = [
         ("examples.png", "Example test patches (cf. paper Figs. 6-7)"),
@@ -261,8 +271,6 @@ def _write_report(
     figures = [(f, c) for f, c in figures if (out / f).exists()]
     status = "OK" if ok else "WARNING: ordering violated"
     s = settings
-    from dsen2cr.synthetic import roi_plan
-
     kinds = [k for _, _, k in roi_plan(s["data"]["rois"])]
     intro = (
         f"Synthetic SEN12MS-CR: {s['data']['rois']} ROIs ({kinds.count('train')} train, "
@@ -363,14 +371,6 @@ def run_demo(
         ``{"metrics": <metrics.json content>, "ordering_ok": bool, "ordering": message,
         "report": path of report.md, "seconds": {step: wall seconds}}``.
     """
-    import yaml
-
-    from dsen2cr.evaluation import evaluate, format_table
-    from dsen2cr.figures import training_curves_plot
-    from dsen2cr.io import atomic_output
-    from dsen2cr.synthetic import generate_dataset
-    from dsen2cr.training import train
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DSen2CRError(f"demo output {out} exists and is not a folder")
@@ -394,7 +394,7 @@ def run_demo(
     if runs_dir.exists():
         shutil.rmtree(runs_dir)
     weights: dict[str, Path] = {}
-    curves: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
+    curves: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
     for name, sar in ((SAR_NAME, True), (NOSAR_NAME, False)):
         t0 = time.perf_counter()
         config = demo_config(name, sar, data_root, runs_dir, quick=quick, device=device, seed=seed)

@@ -1,8 +1,8 @@
 """Evaluation on a SEN12MS-CR split: the paper's Table 1 metrics, Fig. 11 and Figs. 6-9 pictures.
 
 :func:`evaluate` runs one or more trained models (native safetensors, the authors' Keras HDF5
-weights, pix2pix generators, Lightning checkpoints: anything :func:`dsen2cr.training.load_predictor`
-reads) over every whole patch of a split, together with the ``identity`` baseline (the cloudy input
+weights, pix2pix generators, Lightning checkpoints: anything :func:`dsen2cr.models.load_weights`
+reads, without importing Lightning) over every whole patch of a split, together with the ``identity`` baseline (the cloudy input
 returned unchanged, the floor every model must beat), and writes to ``out_dir``:
 
 * ``metrics.json`` - ``{"models": {name: {metric: mean, ..., "band_nrmse": [13 values],
@@ -33,11 +33,22 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
-from dsen2cr.datasets import is_empty_batch
-from dsen2cr.errors import DSen2CRError
-from dsen2cr.inference import resolve_device
-from dsen2cr.metrics import METRIC_KEYS, format_table1
+from dsen2cr.cloudmask import DEFAULT_THRESHOLD, binary_mask
+from dsen2cr.data.dataset import SEN12MSCR, collate, is_empty_batch
+from dsen2cr.errors import DSen2CRError, OptionError
+from dsen2cr.figures import band_nrmse_plot, example_grid
+from dsen2cr.io import atomic_output
+from dsen2cr.metrics import (
+    METRIC_KEYS,
+    MetricAccumulator,
+    batch_band_nrmse,
+    batch_metrics,
+    format_table1,
+)
+from dsen2cr.models import load_weights
+from dsen2cr.performance import resolve_device
 from dsen2cr.scaling import scaled_to_reflectance, scaled_to_s1, scaled_to_s2
 
 IDENTITY = "identity"
@@ -52,30 +63,6 @@ class _Identity(nn.Module):
 
     def forward(self, optical: torch.Tensor, sar: torch.Tensor | None = None) -> torch.Tensor:
         return optical
-
-
-def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> nn.Module:
-    """Load any supported weight file as a predictor ``forward(optical, sar) -> prediction``.
-
-    Native safetensors, Keras HDF5, pix2pix generator safetensors and Lightning ``.ckpt`` files
-    (:func:`dsen2cr.training.load_predictor`).
-
-    Args:
-        path: weight file.
-        device: device to put the model on.
-
-    Returns:
-        The model in eval mode on ``device``; inputs and output in the scaled domain.
-
-    Raises:
-        DSen2CRError: the file is missing or not a supported weight file.
-    """
-    from dsen2cr.training import load_predictor
-
-    p = Path(path)
-    if not p.is_file():
-        raise DSen2CRError(f"weight file not found: {p}")
-    return load_predictor(p).to(device).eval()
 
 
 def _model_names(weights: Sequence[Path], names: Sequence[str] | None) -> list[str]:
@@ -100,9 +87,7 @@ def _model_names(weights: Sequence[Path], names: Sequence[str] | None) -> list[s
 # --------------------------------------------------------------------------- data
 def _open_split(
     data_root: Path, split: str, split_file: str | os.PathLike[str] | None
-) -> torch.utils.data.Dataset:
-    from dsen2cr.datasets import SEN12MSCR
-
+) -> SEN12MSCR:
     if not data_root.exists():
         raise DSen2CRError(f"data folder not found: {data_root}")
     if not data_root.is_dir():
@@ -123,8 +108,6 @@ def _to_list(x: Any, n: int) -> list[Any]:
 
 def _mask_of(optical_scaled: torch.Tensor, threshold: float) -> torch.Tensor:
     """(B, H, W) float {0, 1} cloud-or-shadow mask of a scaled cloudy batch."""
-    from dsen2cr.cloudmask import binary_mask
-
     return binary_mask(scaled_to_s2(optical_scaled), threshold=threshold).to(optical_scaled.dtype)
 
 
@@ -141,7 +124,7 @@ def evaluate(
     num_workers: int = 0,
     max_images: int | None = None,
     examples: int = 4,
-    cloud_threshold: float = 0.2,
+    cloud_threshold: float = DEFAULT_THRESHOLD,
     split_file: str | os.PathLike[str] | None = None,
     stretch: str | tuple[float, float] = (0.0, 3000.0),
     progress: bool = True,
@@ -174,22 +157,16 @@ def evaluate(
         DSen2CRError: a weight file is missing or unreadable, the data folder is missing, or the
             split has no images.
     """
-    from tqdm import tqdm
-
-    from dsen2cr.datasets import collate
-    from dsen2cr.io import atomic_output
-    from dsen2cr.metrics import MetricAccumulator, batch_band_nrmse, batch_metrics
-
     weight_paths = [Path(w) for w in weights]
     model_names = _model_names(weight_paths, names)
     if batch_size < 1:
-        raise DSen2CRError(f"batch size must be at least 1, got {batch_size}")
+        raise OptionError("batch_size", f"must be at least 1, got {batch_size}")
     if max_images is not None and max_images < 1:
-        raise DSen2CRError(f"--max-images must be at least 1, got {max_images}")
+        raise OptionError("max_images", f"must be at least 1, got {max_images}")
     dev = resolve_device(device)
     models: dict[str, nn.Module] = {}
     for name, path in zip(model_names, weight_paths, strict=True):
-        models[name] = load_model(path, dev)
+        models[name] = load_weights(path, dev)
     models[IDENTITY] = _Identity()
     root = Path(data_root)
     dataset = _open_split(root, split, split_file)
@@ -303,8 +280,6 @@ def evaluate(
     with atomic_output(out / "table.md") as tmp:
         tmp.write_text(format_table(result, caption=_caption(result)))
 
-    from dsen2cr.figures import band_nrmse_plot, example_grid
-
     band_nrmse_plot(
         {n: np.array([np.nan if v is None else v for v in e["band_nrmse"]])
          for n, e in result["models"].items()},
@@ -391,7 +366,7 @@ def _caption(result: dict[str, Any]) -> str:
         f"Means over {result['images']} whole patches of the `{result['split']}` split of "
         f"`{result['data']}`. Target: prediction vs. cloud-free target; Reprod: prediction vs. "
         "cloudy input on clear pixels; Recon: prediction vs. target under clouds and shadows "
-        f"(mask: cloud detector, threshold {result.get('cloud_threshold', 0.2)}). MAE and RMSE "
+        f"(mask: cloud detector, threshold {result.get('cloud_threshold', DEFAULT_THRESHOLD)}). MAE and RMSE "
         "in TOA reflectance. `identity` returns the cloudy input."
     )
 
@@ -410,7 +385,7 @@ def format_table(result: dict[str, Any], caption: str | None = None) -> str:
     Returns:
         Markdown text ending with a newline.
     """
-    rows = {
+    rows: dict[str, dict[str, Any]] = {
         name: {k: v for k, v in entry.items() if isinstance(v, (int, float)) or v is None}
         for name, entry in result["models"].items()
     }

@@ -13,18 +13,22 @@ Matplotlib is used with the non-interactive Agg backend.
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import numpy as np
 
-from dsen2cr.scaling import RGB_BANDS, S1_CLIP_DB
+from dsen2cr.io import atomic_output
+from dsen2cr.scaling import REFLECTANCE_SCALE, RGB_BANDS, S1_CLIP_DB, S2_BANDS, as_numpy, is_tensor
 
 RGB_STRETCH_DN: tuple[float, float] = (0.0, 3000.0)
 """Default fixed stretch for RGB composites, in DN (reflectance 0 to 0.3)."""
 
 
-def _np(x: object) -> np.ndarray:
-    if type(x).__module__.startswith("torch"):
-        return x.detach().float().cpu().numpy()  # type: ignore[attr-defined]
-    return np.asarray(x)
+def _np(x: Any) -> np.ndarray:
+    if is_tensor(x):
+        x = x.float()
+    return as_numpy(x)
 
 
 def rgb_composite(
@@ -89,7 +93,7 @@ def mask_composite(mask: object) -> np.ndarray:
     return out
 
 
-def new_figure(rows: int, cols: int, size: float = 2.6) -> tuple[object, np.ndarray]:
+def new_figure(rows: int, cols: int, size: float = 2.6) -> tuple[Any, np.ndarray]:
     """A matplotlib figure (Agg backend) with a ``rows x cols`` grid of image axes, ticks off."""
     import matplotlib
 
@@ -103,19 +107,17 @@ def new_figure(rows: int, cols: int, size: float = 2.6) -> tuple[object, np.ndar
     return fig, axes
 
 
-def save_figure(fig: object, path: object, dpi: int = 110) -> None:
+def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 110) -> None:
     """Save a figure atomically as PNG and close it."""
     import matplotlib.pyplot as plt
 
-    from dsen2cr.io import atomic_output
-
-    with atomic_output(path) as tmp:  # type: ignore[arg-type]
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")  # type: ignore[attr-defined]
-    plt.close(fig)  # type: ignore[arg-type]
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
 
 
 # --------------------------------------------------------------------------- report plots
-def _plot_axes(width: float, height: float) -> tuple[object, object]:
+def _plot_axes(width: float, height: float) -> tuple[Any, Any]:
     """A figure (Agg backend) with one ordinary plot axes (ticks on)."""
     import matplotlib
 
@@ -128,7 +130,7 @@ def _plot_axes(width: float, height: float) -> tuple[object, object]:
 
 def band_nrmse_plot(
     nrmse: dict[str, object],
-    path: object,
+    path: str | os.PathLike[str],
     title: str = "Per-band nRMSE over the test images (cf. paper Fig. 11)",
 ) -> None:
     """Grouped bar chart of the per-band normalised RMSE of several models (paper Fig. 11).
@@ -138,8 +140,6 @@ def band_nrmse_plot(
         path: output PNG.
         title: figure title.
     """
-    from dsen2cr.scaling import S2_BANDS
-
     names = list(nrmse)
     if not names:
         raise ValueError("band_nrmse_plot needs at least one model")
@@ -166,9 +166,9 @@ def band_nrmse_plot(
 
 
 def example_grid(
-    examples: list[dict[str, object]],
+    examples: list[dict[str, Any]],
     model_names: list[str],
-    path: object,
+    path: str | os.PathLike[str],
     stretch: str | tuple[float, float] = RGB_STRETCH_DN,
     title: str | None = None,
 ) -> None:
@@ -197,7 +197,7 @@ def example_grid(
     stretch_text = (
         "per-image 2-98 % percentile stretch"
         if isinstance(stretch, str)
-        else f"reflectance {stretch[0] / 10000:g}-{stretch[1] / 10000:g} stretched linearly"
+        else f"reflectance {stretch[0] / REFLECTANCE_SCALE:g}-{stretch[1] / REFLECTANCE_SCALE:g} stretched linearly"
     )
     cmap = matplotlib.colormaps["magma"].with_extremes(bad="black")
     for r, ex in enumerate(examples):
@@ -208,13 +208,13 @@ def example_grid(
             ("SAR (G=VH, B=VV)", sar_composite(ex["sar"])),
             ("target", rgb_composite(ex["target"], stretch)),
         ]
-        preds = ex["predictions"]  # type: ignore[assignment]
+        preds = ex["predictions"]
         for name in model_names:
-            panels.append((name, rgb_composite(preds[name], stretch)))  # type: ignore[index]
+            panels.append((name, rgb_composite(preds[name], stretch)))
         panels.append((f"mask ({100 * mask.mean():.0f} % cloud/shadow)", mask_composite(mask)))
         errors = []
         for name in model_names:
-            err = np.abs(_np(preds[name]).astype(np.float32) - cloudy).mean(axis=0) / 10000.0  # type: ignore[index]
+            err = np.abs(_np(preds[name]).astype(np.float32) - cloudy).mean(axis=0) / REFLECTANCE_SCALE
             errors.append(np.ma.masked_array(err, mask=mask))
         clear = [e.compressed() for e in errors if e.count()]
         vmax = float(np.percentile(np.concatenate(clear), 99)) if clear else 0.01
@@ -228,12 +228,12 @@ def example_grid(
             im = ax.imshow(err, cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
             ax.set_title(f"reprod. error\n{name}", fontsize=8)
         if im is not None:
-            cb = fig.colorbar(im, ax=axes[r, len(panels):].tolist(), fraction=0.05, pad=0.02)  # type: ignore[attr-defined]
+            cb = fig.colorbar(im, ax=axes[r, len(panels):].tolist(), fraction=0.05, pad=0.02)
             cb.set_label("|pred - cloudy| (reflectance)", fontsize=7)
             cb.ax.tick_params(labelsize=7)
         if ex.get("label"):
             axes[r, 0].set_ylabel(str(ex["label"]), fontsize=7)
-    fig.suptitle(  # type: ignore[attr-defined]
+    fig.suptitle(
         title or f"RGB = B4, B3, B2, {stretch_text}; reproduction error on clear pixels, "
         "cloud/shadow mask black",
         fontsize=9,
@@ -242,8 +242,8 @@ def example_grid(
 
 
 def training_curves_plot(
-    curves: dict[str, dict[str, tuple[list[float], list[float]]]],
-    path: object,
+    curves: dict[str, dict[str, tuple[list[int], list[float]]]],
+    path: str | os.PathLike[str],
     title: str = "Training curves",
 ) -> None:
     """Loss per epoch of one or more training runs.
@@ -270,5 +270,5 @@ def training_curves_plot(
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax.xaxis.get_major_locator().set_params(integer=True)  # type: ignore[attr-defined]
+    ax.xaxis.get_major_locator().set_params(integer=True)
     save_figure(fig, path)

@@ -4,17 +4,25 @@
   interrupted or failed run never leaves a half-written output file.
 * :func:`open_raster` / :func:`read_raster` - open a GeoTIFF (or anything GDAL reads) with one
   clear :class:`~dsen2cr.errors.DataError` for a missing, corrupt or wrongly shaped file.
+* :func:`check_readable` - decode the first and the last block of a raster, so that a truncated
+  or corrupt file fails at once with a clear message rather than hours into a run.
+* :func:`no_georef_warning` - silence rasterio's warning about rasters without georeferencing
+  (some SEN12MS-CR copies have none; they are valid inputs).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
+from rasterio.windows import Window
 
 from dsen2cr.errors import DataError
 
@@ -53,6 +61,14 @@ def _current_umask() -> int:
     return mask
 
 
+@contextlib.contextmanager
+def no_georef_warning() -> Iterator[None]:
+    """Inputs without georeferencing (e.g. some SEN12MS-CR copies) are fine: no warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield
+
+
 def open_raster(path: str | os.PathLike[str], what: str = "raster") -> Any:
     """Open a raster with rasterio, turning every failure into one clear :class:`DataError`.
 
@@ -63,16 +79,14 @@ def open_raster(path: str | os.PathLike[str], what: str = "raster") -> Any:
     Returns:
         An open ``rasterio.DatasetReader`` (use it as a context manager).
     """
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
     p = Path(path)
     if not p.exists():
         raise DataError(f"{what} not found: {p}")
     if p.is_dir():
         raise DataError(f"{what} is a folder, expected a raster file: {p}")
     try:
-        return rasterio.open(p)
+        with no_georef_warning():
+            return rasterio.open(p)
     except RasterioIOError as exc:
         raise DataError(f"cannot read {what} {p}: not a readable raster ({exc})") from None
 
@@ -99,8 +113,6 @@ def read_raster(
         ``(array, profile)``: the (C, H, W) array in the file's dtype and rasterio's profile
         (crs, transform, width, height, dtype, nodata, ...).
     """
-    from rasterio.errors import RasterioError
-
     with open_raster(path, what) as src:
         if expected_bands is not None:
             check_band_count(src.count, expected_bands, path, what)
@@ -109,3 +121,25 @@ def read_raster(
         except RasterioError as exc:
             raise DataError(f"cannot read {what} {path}: corrupt or truncated ({exc})") from None
         return data, dict(src.profile)
+
+
+def check_readable(src: Any, path: str | os.PathLike[str], what: str) -> None:
+    """Decode a corner of the first band and of the last band (the file's first and last blocks).
+
+    GeoTIFFs store the first band's first block near the start and the last band's last block
+    at the end of the file (band-interleaved or not), so a truncated download fails here.
+
+    Args:
+        src: an open rasterio dataset.
+        path: its path, for the message.
+        what: description used in the message, e.g. ``"S2 image"``.
+
+    Raises:
+        DataError: a block does not decode.
+    """
+    w, h = min(16, src.width), min(16, src.height)
+    try:
+        src.read(1, window=Window(0, 0, w, h))
+        src.read(src.count, window=Window(src.width - w, src.height - h, w, h))
+    except RasterioError as exc:
+        raise DataError(f"cannot read {what} {path}: corrupt or truncated ({exc})") from None

@@ -1,7 +1,8 @@
-"""Speed settings shared by training, prediction and ``dsen2cr benchmark``.
+"""Speed settings and devices, shared by training, prediction and ``dsen2cr benchmark``.
 
 One place for what makes DSen2-CR fast on an accelerator, so that every code path applies it the
-same way:
+same way (:class:`SpeedOptions` is the one record of them: ``predict``'s options, the benchmark's
+ladder rungs and the training config's ``speed`` section):
 
 - **channels_last** (NHWC) memory format for the network and its inputs: the layout cuDNN's
   tensor-core convolutions (and oneDNN on CPU) work in, so no layout transposes run around every
@@ -10,16 +11,83 @@ same way:
 - **cuDNN autotuning** (``torch.backends.cudnn.benchmark``) for fixed input shapes;
 - optional **torch.compile** of the network (``nn.Module.compile``, so the state dict keeps its
   keys);
-- the **model FLOP count** (:func:`conv_flops_per_pixel`) used for throughput in TFLOP/s and MFU.
+- the **model FLOP count** (:func:`conv_flops_per_pixel`) used for throughput in TFLOP/s and MFU;
+- the **device** a run uses (:func:`resolve_device`).
+
+Precision is not part of :class:`SpeedOptions`: inference and the benchmark take ``"fp32"`` or
+``"bf16"`` (:func:`autocast`), training takes Lightning's ``trainer.precision``.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+from dsen2cr.errors import OptionError
+
+PRECISIONS = ("fp32", "bf16")
+"""Inference precisions: float32, or bfloat16 autocast with float32 outputs."""
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """How the network runs: memory format and compilation.
+
+    Attributes:
+        channels_last: NHWC weights and inputs (the layout of cuDNN's tensor-core convolutions
+            and of oneDNN on CPU); False runs plain NCHW. Same result up to float round-off.
+        compile: ``torch.compile`` the network (``nn.Module.compile``, so state dicts keep their
+            keys); the first call of each input shape compiles (tens of seconds).
+    """
+
+    channels_last: bool = True
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("channels_last", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise OptionError(name, f"must be true or false, got {getattr(self, name)!r}")
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else an :class:`OptionError`."""
+    if precision not in PRECISIONS:
+        raise OptionError("precision", f"must be fp32 or bf16, got {precision!r}")
+    return precision
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """The torch device of a ``device`` option, checked against this machine.
+
+    Args:
+        device: ``"auto"`` or None (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``,
+            ``"cuda:N"`` or a ``torch.device``.
+
+    Raises:
+        OptionError: an unknown device, or CUDA that this machine does not have.
+    """
+    d = str(device or "auto").lower()
+    if d == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if d.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise OptionError("device", f"{device}: CUDA is not available on this machine")
+        try:
+            dev = torch.device(d)
+        except RuntimeError:
+            raise OptionError("device", f"{device!r} is not a device: use auto, cpu, cuda or cuda:N") from None
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise OptionError(
+                "device", f"{device}: only {torch.cuda.device_count()} CUDA device(s) present"
+            )
+        return dev
+    if d == "cpu":
+        return torch.device("cpu")
+    raise OptionError("device", f"{device!r} is not a device: use auto, cpu, cuda or cuda:N")
 
 TRAIN_FLOP_FACTOR = 3
 """Model FLOPs of one training step over its forward pass: forward + backward (input and weight
@@ -66,33 +134,29 @@ def configure_backends(device: torch.device | str) -> None:
 
 
 def prepare_model(
-    model: nn.Module,
-    device: torch.device | str,
-    *,
-    channels_last: bool = True,
-    compile: bool = False,
+    model: nn.Module, device: torch.device | str, speed: SpeedOptions | None = None
 ) -> nn.Module:
     """Move a model to ``device`` in the fast memory format, optionally compiled, in place.
 
     The model passed in is changed: its parameters move and change memory format, and
-    ``compile=True`` leaves it compiled for later calls too.
+    ``speed.compile`` leaves it compiled for later calls too. Feed inputs through
+    :func:`to_memory_format` with the same ``speed.channels_last``.
 
     Args:
         model: the network.
         device: target device.
-        channels_last: store the convolution weights as NHWC (faster with cuDNN's tensor cores
-            and with oneDNN on CPU); feed inputs through :func:`to_memory_format`. False
-            stores them as plain NCHW.
-        compile: ``model.compile()`` (TorchInductor): fuses the bias, ReLU, residual scaling and
-            addition into fewer kernels. The first call of each input shape compiles (tens of
-            seconds); the state dict keeps its keys.
+        speed: memory format and compilation (default :class:`SpeedOptions`: NHWC, not
+            compiled). ``compile`` runs ``model.compile()`` (TorchInductor), which fuses the
+            bias, ReLU, residual scaling and addition into fewer kernels.
 
     Returns:
         ``model`` itself.
     """
+    speed = speed or SpeedOptions()
     model.to(device)
-    model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    if compile:
+    fmt = torch.channels_last if speed.channels_last else torch.contiguous_format
+    model.to(memory_format=fmt)  # type: ignore[call-overload]
+    if speed.compile:
         model.compile()
     return model
 
@@ -111,8 +175,6 @@ def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractC
         device: the device the computation runs on.
         precision: ``"fp32"`` or ``"bf16"``.
     """
-    if precision == "bf16":
+    if check_precision(precision) == "bf16":
         return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-    if precision != "fp32":
-        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
     return contextlib.nullcontext()

@@ -12,16 +12,18 @@ Units used throughout dsen2cr:
   (both polarisations, paper Section 4.3).
 
 All functions accept numpy arrays or torch tensors whose band axis is ``-3`` (``(C, H, W)`` or
-``(B, C, H, W)``) and return the same kind.
+``(B, C, H, W)``) and return the same kind (:func:`is_tensor` tells them apart without importing
+torch).
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
-Array = TypeVar("Array")
+Array = TypeVar("Array", bound=Any)
+"""A numpy array or a torch tensor; functions return the kind they are given."""
 
 S2_BANDS: tuple[str, ...] = (
     "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12",
@@ -51,31 +53,44 @@ NORMALIZATION: dict[str, object] = {
     "s2": {"clip_dn": [0.0, S2_MAX_DN], "divide": S2_SCALE},
     "s1": {"clip_db": [list(r) for r in S1_CLIP_DB], "range": [0.0, S1_SCALED_MAX]},
 }
-"""Machine-readable description of the input normalisation, stored with the weights."""
+"""Machine-readable description of the DSen2-CR input normalisation, stored with the weights."""
+PIX2PIX_NORMALIZATION: dict[str, object] = {
+    "s2": {"clip_dn": [0.0, S2_MAX_DN], "range": [-1.0, 1.0]},
+    "s1": {"clip_db": list(PIX2PIX_S1_CLIP_DB), "range": [-1.0, 1.0]},
+}
+"""The same for the pix2pix baseline's domain."""
 
 
-def _is_torch(x: object) -> bool:
+def is_tensor(x: object) -> bool:
+    """Whether ``x`` is a torch tensor (checked by type, without importing torch)."""
     return type(x).__module__.startswith("torch")
 
 
-def _channel_shape(x: object) -> tuple[int, ...]:
-    ndim = x.ndim  # type: ignore[attr-defined]
+def as_numpy(x: object) -> np.ndarray:
+    """A numpy view or copy of a numpy array or a torch tensor (detached, on the CPU)."""
+    if is_tensor(x):
+        return x.detach().cpu().numpy()  # type: ignore[attr-defined]
+    return np.asarray(x)
+
+
+def _channel_shape(x: Any) -> tuple[int, ...]:
+    ndim = x.ndim
     return (-1,) + (1,) * 2 if ndim >= 3 else (-1,)
 
 
-def _per_channel(x: Array, values: tuple[float, ...]) -> Array:
+def _per_channel(x: Any, values: tuple[float, ...]) -> Any:
     """Values broadcast along the band axis (-3) of ``x``."""
     shape = _channel_shape(x)
-    if _is_torch(x):
+    if is_tensor(x):
         import torch
 
-        return torch.tensor(values, dtype=x.dtype, device=x.device).reshape(shape)  # type: ignore[attr-defined]
-    return np.asarray(values, dtype=x.dtype).reshape(shape)  # type: ignore[attr-defined]
+        return torch.tensor(values, dtype=x.dtype, device=x.device).reshape(shape)
+    return np.asarray(values, dtype=x.dtype).reshape(shape)
 
 
-def _float(x: Array) -> Array:
-    if _is_torch(x):
-        return x if x.is_floating_point() else x.float()  # type: ignore[attr-defined]
+def _float(x: Any) -> Any:
+    if is_tensor(x):
+        return x if x.is_floating_point() else x.float()
     x = np.asarray(x)
     return x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float32)
 
@@ -89,22 +104,22 @@ def s2_to_scaled(dn: Array) -> Array:
     Returns:
         Float array of the same shape in the scaled domain [0, 5].
     """
-    return _float(dn).clip(0.0, S2_MAX_DN) / S2_SCALE  # type: ignore[attr-defined]
+    return _float(dn).clip(0.0, S2_MAX_DN) / S2_SCALE
 
 
 def scaled_to_s2(scaled: Array) -> Array:
     """Network output -> Sentinel-2 DN (prediction x 2000), not clipped, not rounded."""
-    return scaled * S2_SCALE  # type: ignore[operator]
+    return scaled * S2_SCALE
 
 
 def scaled_to_reflectance(scaled: Array) -> Array:
     """Network domain -> TOA reflectance (DN / 10000), the unit of the paper's metrics."""
-    return scaled * (S2_SCALE / REFLECTANCE_SCALE)  # type: ignore[operator]
+    return scaled * (S2_SCALE / REFLECTANCE_SCALE)
 
 
 def dn_to_reflectance(dn: Array) -> Array:
     """Sentinel-2 DN -> TOA reflectance (DN / 10000), not clipped."""
-    return _float(dn) / REFLECTANCE_SCALE  # type: ignore[operator]
+    return _float(dn) / REFLECTANCE_SCALE
 
 
 def s1_to_scaled(db: Array) -> Array:
@@ -121,8 +136,8 @@ def s1_to_scaled(db: Array) -> Array:
     db = _float(db)
     lo = _per_channel(db, tuple(r[0] for r in S1_CLIP_DB))
     hi = _per_channel(db, tuple(r[1] for r in S1_CLIP_DB))
-    if _is_torch(db):
-        clipped = db.clamp(lo, hi)  # type: ignore[attr-defined]
+    if is_tensor(db):
+        clipped = db.clamp(lo, hi)
     else:
         clipped = np.clip(db, lo, hi)
     return S1_SCALED_MAX * (clipped - lo) / (hi - lo)
@@ -154,23 +169,23 @@ def fill_nan(x: np.ndarray) -> np.ndarray:
 
 def s2_to_pix2pix(dn: Array) -> Array:
     """Sentinel-2 DN -> pix2pix domain: clip to [0, 10000], map onto [-1, 1]."""
-    return _float(dn).clip(0.0, S2_MAX_DN) / (S2_MAX_DN / 2) - 1.0  # type: ignore[attr-defined]
+    return _float(dn).clip(0.0, S2_MAX_DN) / (S2_MAX_DN / 2) - 1.0
 
 
 def pix2pix_to_s2(x: Array) -> Array:
     """pix2pix domain [-1, 1] -> Sentinel-2 DN."""
-    return (x + 1.0) * (S2_MAX_DN / 2)  # type: ignore[operator]
+    return (x + 1.0) * (S2_MAX_DN / 2)
 
 
 def s1_to_pix2pix(db: Array) -> Array:
     """Sentinel-1 dB -> pix2pix domain: clip both bands to [-25, 0], map onto [-1, 1]."""
     lo, hi = PIX2PIX_S1_CLIP_DB
-    return (_float(db).clip(lo, hi) - lo) / ((hi - lo) / 2) - 1.0  # type: ignore[attr-defined]
+    return (_float(db).clip(lo, hi) - lo) / ((hi - lo) / 2) - 1.0
 
 
 def scaled_to_pix2pix_s2(scaled: Array) -> Array:
     """DSen2-CR scaled S2 ([0, 5]) -> pix2pix domain ([-1, 1])."""
-    return scaled_to_s2(scaled) / (S2_MAX_DN / 2) - 1.0  # type: ignore[operator]
+    return scaled_to_s2(scaled) / (S2_MAX_DN / 2) - 1.0
 
 
 def scaled_to_pix2pix_s1(scaled: Array) -> Array:

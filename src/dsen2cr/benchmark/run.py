@@ -1,0 +1,331 @@
+"""``dsen2cr benchmark``: speed and model FLOP utilisation of DSen2-CR on the device at hand.
+
+One run measures, on one device (``cuda`` or ``cpu``), in the precision used (bf16 autocast on
+CUDA, fp32 on CPU by default), and returns one JSON-serialisable dict:
+
+- ``peak``: the achieved FLOP/s of a large square matrix multiply in that precision (random data,
+  warm-up, median of repeats), the *measured* peak ``peak_tflops`` that MFU is relative to;
+- ``infer``: forward passes of the paper model (F=256, B=16, with SAR) on batches of patches
+  (GPU: 16 of 256 x 256) under ``torch.inference_mode``: patches/s, megapixels/s, achieved
+  TFLOP/s and ``mfu`` = model FLOP/s / ``peak_tflops``;
+- ``train``: the exact training step of :class:`dsen2cr.training.DSen2CRModule` (cloud mask on the
+  device, forward under autocast, CARL in float32, backward, NAdam step) on a batch of synthetic
+  crops (GPU: 16 of 128 x 128): crops/s, TFLOP/s (``TRAIN_FLOP_FACTOR`` x forward FLOPs), ``mfu``;
+- ``scene``: end-to-end :func:`dsen2cr.scene.predict` of a generated georeferenced scene
+  (GPU: a full 10980 x 10980 Sentinel-2 tile) with its I/O, in megapixels/s;
+- ``bf16``: correctness of bf16 autocast against float32 on real SEN12MS-CR patches: mean
+  absolute difference in reflectance (target: <= 1e-2);
+- ``ladder`` (when asked): what each optimisation gains, one change at a time, for ``infer`` and
+  ``train``: fp32 NCHW -> +channels_last -> +bf16 autocast -> +cudnn.benchmark (CUDA) ->
+  +torch.compile.
+
+Model FLOPs are :func:`dsen2cr.performance.conv_flops_per_pixel` (2 FLOPs per multiply-accumulate
+of every convolution; 37,877,760 per pixel for the paper model) times the pixels processed.
+Timings: warm-up iterations first (they include cuDNN autotuning and compilation), then the median
+of per-iteration times; on CUDA those come from CUDA events recorded between iterations, so no
+host synchronisation happens inside a timed loop (the loop's wall time, read after a
+``torch.cuda.synchronize``, is reported beside them).
+
+``quick=True`` shrinks every size so that a CPU run takes well under two minutes; the sizes used
+are stated in each section of the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dsen2cr.benchmark.model import bench_bf16, bench_infer, bench_ladder, bench_train
+from dsen2cr.benchmark.scene import bench_scene
+from dsen2cr.benchmark.timing import (
+    WEIGHTS_SEED,
+    RunSettings,
+    device_info,
+    free,
+    load_average,
+    measure_peak,
+    sig,
+)
+from dsen2cr.errors import DSen2CRError, OptionError
+from dsen2cr.models import DSen2CR, count_parameters
+from dsen2cr.performance import (
+    TRAIN_FLOP_FACTOR,
+    SpeedOptions,
+    check_precision,
+    conv_flops_per_pixel,
+    resolve_device,
+)
+
+SECTIONS: tuple[str, ...] = ("peak", "infer", "train", "scene", "bf16")
+"""The sections of a default run, in the order they run."""
+
+
+@dataclass(frozen=True)
+class BenchmarkSizes:
+    """Problem sizes and repeat counts of every section.
+
+    Attributes:
+        peak_n: side of the square matrices of ``peak``.
+        peak_inner: matrix multiplies per timed repeat.
+        peak_repeats: timed repeats of ``peak`` (after 2 warm-up repeats).
+        infer_batch: patches per forward pass.
+        infer_size: patch side in pixels.
+        infer_warmup: untimed forward passes.
+        infer_repeats: timed forward passes.
+        train_batch: crops per training step.
+        train_crop: crop side in pixels.
+        train_warmup: untimed training steps.
+        train_steps: timed training steps.
+        scene_size: side of the generated scene in pixels.
+        scene_tile: ``predict``'s core tile size.
+        bf16_crop: centre crop of each real patch (None: whole patches).
+        bf16_patches: real patches used (None: all).
+    """
+
+    peak_n: int
+    peak_inner: int
+    peak_repeats: int
+    infer_batch: int
+    infer_size: int
+    infer_warmup: int
+    infer_repeats: int
+    train_batch: int
+    train_crop: int
+    train_warmup: int
+    train_steps: int
+    scene_size: int
+    scene_tile: int
+    bf16_crop: int | None
+    bf16_patches: int | None
+
+
+def benchmark_sizes(device_type: str, quick: bool = False) -> BenchmarkSizes:
+    """The sizes of a run on ``device_type`` (``"cuda"`` or ``"cpu"``).
+
+    CUDA: 8192^2 bf16 matmul, 16 patches of 256^2, 16 crops of 128^2, a full 10980^2 Sentinel-2
+    tile (``quick``: 2048^2, 4 real patches). CPU: 2048^2 fp32 matmul, 1 patch of 256^2, 2 crops
+    of 128^2, a 512^2 scene; ``quick``: 1536^2, 1 patch of 64^2, 2 crops of 64^2, a 256^2 scene,
+    64^2 centre crops of 4 real patches (a run of the paper model takes 75-80 s on 2
+    cores).
+    """
+    if device_type == "cuda":
+        return BenchmarkSizes(
+            peak_n=8192, peak_inner=10, peak_repeats=5 if quick else 10,
+            infer_batch=16, infer_size=256, infer_warmup=3, infer_repeats=5 if quick else 20,
+            train_batch=16, train_crop=128, train_warmup=5, train_steps=10 if quick else 30,
+            scene_size=2048 if quick else 10980, scene_tile=512,
+            bf16_crop=None, bf16_patches=4 if quick else None,
+        )  # fmt: skip
+    if quick:
+        return BenchmarkSizes(
+            peak_n=1536, peak_inner=1, peak_repeats=5,
+            infer_batch=1, infer_size=64, infer_warmup=1, infer_repeats=3,
+            train_batch=2, train_crop=64, train_warmup=1, train_steps=2,
+            scene_size=256, scene_tile=256, bf16_crop=64, bf16_patches=4,
+        )  # fmt: skip
+    return BenchmarkSizes(
+        peak_n=2048, peak_inner=1, peak_repeats=5,
+        infer_batch=1, infer_size=256, infer_warmup=1, infer_repeats=3,
+        train_batch=2, train_crop=128, train_warmup=1, train_steps=3,
+        scene_size=512, scene_tile=512, bf16_crop=None, bf16_patches=None,
+    )  # fmt: skip
+
+
+_SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "peak": lambda r: f"{r['peak_tflops']} TFLOP/s ({r['dtype']}, n={r['n']})",
+    "infer": lambda r: f"{r['patches_per_s']} patches/s, {r['tflops']} TFLOP/s, mfu {r['mfu']}",
+    "train": lambda r: f"{r['crops_per_s']} crops/s, {r['tflops']} TFLOP/s, mfu {r['mfu']}",
+    "scene": lambda r: f"{r['megapixels_per_s']} MP/s on {r['size']}^2 (wall {r['wall_seconds']} s)",
+    "bf16": lambda r: r.get("skipped") or f"MAE {r['mae_reflectance']} over {r['patches']} patches",
+    "ladder": lambda r: f"{len(r['rungs'])} rungs",
+}
+"""One-line progress summary of each finished section."""
+
+
+def _parse_sections(sections: Sequence[str]) -> list[str]:
+    names = [s.strip() for item in sections for s in str(item).split(",") if s.strip()]
+    if not names:
+        raise DSen2CRError(f"no section given: choose from {', '.join(SECTIONS)}")
+    for s in names:
+        if s not in SECTIONS:
+            raise DSen2CRError(f"unknown section {s!r}: choose from {', '.join(SECTIONS)}")
+    return [s for s in SECTIONS if s in names]
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON values: non-finite floats -> None, numpy scalars -> Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def run_benchmark(
+    device: str | torch.device = "auto",
+    *,
+    quick: bool = False,
+    sections: Sequence[str] = SECTIONS,
+    precision: str | None = None,
+    speed: SpeedOptions | None = None,
+    ladder: bool = False,
+    realdata: str | os.PathLike[str] | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    scene_size: int | None = None,
+    features: int = 256,
+    blocks: int = 16,
+    readers: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the benchmark sections on one device and return the JSON-serialisable result.
+
+    Args:
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        quick: small sizes (a CPU run of the paper model in under two minutes); see
+            :func:`benchmark_sizes`.
+        sections: any of :data:`SECTIONS` (also comma-separated); they run in that order.
+        precision: ``"fp32"`` or ``"bf16"``; default bf16 on CUDA, fp32 on CPU (bf16 convolutions
+            are slower than fp32 on CPUs without AMX).
+        speed: memory format and ``torch.compile`` of the network (compilation counts as
+            warm-up); default :class:`~dsen2cr.performance.SpeedOptions`.
+        ladder: also measure the optimisation ladder (:func:`bench_ladder`).
+        realdata: folder of real SEN12MS-CR triplets for ``bf16`` (``{id}_s2_cloudy.tif``,
+            ``{id}_s1.tif``; the section is skipped without it or when it is absent).
+        weights: weight file for ``bf16`` (default: random init, seed 0).
+        scene_size: side of the ``scene`` in pixels (default from :func:`benchmark_sizes`).
+        features: F of the model; anything but 256 is a smaller model for smoke tests.
+        blocks: B of the model; anything but 16 is a smaller model for smoke tests.
+        readers: input reader threads of ``scene`` (default: ``predict``'s).
+        progress: one line on stderr when each section starts and ends.
+
+    Returns:
+        ``{"benchmark": "dsen2cr", "device": ..., "settings": ..., "peak": ..., "infer": ...,
+        "train": ..., "scene": ..., "bf16": ..., "ladder": ... (when asked),
+        "seconds_total"}`` (only the sections run).
+
+    Raises:
+        DSen2CRError: an unavailable device, an unknown section, invalid sizes or precision.
+    """
+    t_start = time.perf_counter()
+    dev = resolve_device(device)
+    names = _parse_sections(sections)
+    if precision is None:
+        precision = "bf16" if dev.type == "cuda" else "fp32"
+    check_precision(precision)
+    if precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise OptionError("precision", f"bf16: {dev} does not support bfloat16, use fp32")
+    if weights is not None and not Path(weights).is_file():
+        raise DSen2CRError(f"weight file not found: {weights}")
+    if readers is not None and readers < 1:
+        raise OptionError("readers", f"must be a positive integer, got {readers}")
+    if features < 1:
+        raise OptionError("features", f"must be >= 1, got {features}")
+    if blocks < 0:
+        raise OptionError("blocks", f"must be >= 0, got {blocks}")
+    sizes = benchmark_sizes(dev.type, quick)
+    if scene_size is not None:
+        if scene_size < 16:
+            raise OptionError("scene_size", f"must be >= 16, got {scene_size}")
+        sizes = dataclasses.replace(sizes, scene_size=scene_size)
+    speed = speed or SpeedOptions()
+    settings = RunSettings(precision, speed, cudnn_benchmark=dev.type == "cuda")
+
+    def log(msg: str) -> None:
+        if progress:
+            print(f"dsen2cr benchmark: {msg}", file=sys.stderr, flush=True)
+
+    with torch.device("meta"):
+        meta = DSen2CR(features=features, blocks=blocks, sar_channels=2)
+    paper = (features, blocks) == (256, 16)
+    settings_out: dict[str, Any] = {
+        "quick": quick,
+        "sections": names,
+        "precision": precision,
+        "channels_last": speed.channels_last,
+        "compile": speed.compile,
+        "cudnn_benchmark": settings.cudnn_benchmark,
+        "model": {
+            "features": features,
+            "blocks": blocks,
+            "sar": True,
+            "res_scale": meta.res_scale,
+            "parameters": count_parameters(meta),
+            "forward_flops_per_pixel": conv_flops_per_pixel(meta),
+            "train_flop_factor": TRAIN_FLOP_FACTOR,
+            "paper_model": paper,
+            "weights": f"random init, seed {WEIGHTS_SEED}"
+            + (f" ('bf16' section: {weights})" if weights is not None else ""),
+        },
+    }
+    if not paper:
+        settings_out["model"]["note"] = "SMALLER than the paper model (F=256, B=16): smoke test"
+    if dev.type == "cuda":
+        settings_out["tf32_convolutions"] = bool(torch.backends.cudnn.allow_tf32)
+    del meta
+    result: dict[str, Any] = {
+        "benchmark": "dsen2cr",
+        "device": device_info(dev),
+        "settings": settings_out,
+    }
+    log(f"{dev} ({result['device']['name']}), precision {precision}, sections {', '.join(names)}"
+        + (" + ladder" if ladder else ""))  # fmt: skip
+    peak: float | None = None
+
+    def run(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        log(f"{name} ...")
+        t0 = time.perf_counter()
+        out = fn()
+        free(dev)
+        out["section_seconds"] = sig(time.perf_counter() - t0, 3)
+        result[name] = out
+        log(f"{name} done in {out['section_seconds']} s: {_SUMMARIES[name](out)}")
+        return out
+
+    if "peak" in names:
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        peak = run("peak", partial(
+            measure_peak, dev, n=sizes.peak_n, dtype=dtype, inner=sizes.peak_inner,
+            repeats=sizes.peak_repeats,
+        ))["peak_tflops"]  # fmt: skip
+    model_kw: dict[str, Any] = {"features": features, "blocks": blocks, "peak_tflops": peak}
+    if "infer" in names:
+        run("infer", partial(
+            bench_infer, dev, settings, batch=sizes.infer_batch, size=sizes.infer_size,
+            warmup=sizes.infer_warmup, repeats=sizes.infer_repeats, **model_kw,
+        ))  # fmt: skip
+    if "train" in names:
+        run("train", partial(
+            bench_train, dev, settings, batch=sizes.train_batch, crop=sizes.train_crop,
+            warmup=sizes.train_warmup, steps=sizes.train_steps, **model_kw,
+        ))  # fmt: skip
+    if "scene" in names:
+        run("scene", partial(
+            bench_scene, dev, settings, size=sizes.scene_size, tile=sizes.scene_tile,
+            readers=readers, **model_kw,
+        ))  # fmt: skip
+    if "bf16" in names:
+        run("bf16", partial(
+            bench_bf16, dev, realdata=realdata, crop=sizes.bf16_crop,
+            max_patches=sizes.bf16_patches, channels_last=speed.channels_last, weights=weights,
+            features=features, blocks=blocks,
+        ))  # fmt: skip
+    if ladder:
+        run("ladder", partial(bench_ladder, dev, sizes, log=log, **model_kw))
+    result["device"]["load_average_end"] = load_average()
+    result["seconds_total"] = sig(time.perf_counter() - t_start, 4)
+    return _jsonable(result)

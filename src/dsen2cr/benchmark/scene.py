@@ -1,0 +1,137 @@
+"""Benchmark section ``scene``: end-to-end prediction of a generated georeferenced scene."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import rasterio
+import torch
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+from dsen2cr.benchmark.timing import RunSettings, make_model, ratio, sig
+from dsen2cr.data.synthetic import make_scene
+from dsen2cr.performance import conv_flops_per_pixel
+from dsen2cr.scene.predict import PredictOptions, predict
+
+SCENE_BLOCK = 512
+"""Block size of the generated scene GeoTIFFs (and of the synthetic blocks they are tiled from)."""
+
+
+def make_inputs(folder: str | os.PathLike[str], size: int, seed: int = 0) -> tuple[Path, Path]:
+    """Write a ``size x size`` georeferenced scene: S2 at 10 m and its S1 at 20 m.
+
+    Tiled from two synthetic blocks of :data:`SCENE_BLOCK` pixels (mirrored alternately), block by
+    block, so generating even a full Sentinel-2 tile needs little memory. Both rasters are in
+    EPSG:32633 with the same origin, so S1 goes through ``predict``'s bilinear warping path.
+
+    Args:
+        folder: existing output folder.
+        size: scene side in pixels.
+        seed: seed of the synthetic blocks.
+
+    Returns:
+        ``(s2_path, s1_path)``: ``bench_s2.tif`` (13 bands uint16 DN, deflate, 512 blocks,
+        BigTIFF when needed) and ``bench_s1.tif`` (2 bands float32 dB, ``ceil(size / 2)`` px).
+    """
+    folder = Path(folder)
+    bs = min(SCENE_BLOCK, size)
+    blocks = [make_scene(bs, bs, seed=seed + k, cloud_cover=0.35) for k in range(2)]
+    s2_path, s1_path = folder / "bench_s2.tif", folder / "bench_s1.tif"
+    origin = (399960.0, 5600040.0)
+    common = {"driver": "GTiff", "tiled": True, "blockxsize": SCENE_BLOCK,
+              "blockysize": SCENE_BLOCK, "compress": "deflate", "crs": "EPSG:32633",
+              "BIGTIFF": "IF_SAFER"}  # fmt: skip
+    s1_size = (size + 1) // 2
+    with rasterio.open(s2_path, "w", width=size, height=size, count=13, dtype="uint16",
+                       transform=from_origin(*origin, 10, 10), **common) as s2, \
+         rasterio.open(s1_path, "w", width=s1_size, height=s1_size, count=2, dtype="float32",
+                       transform=from_origin(*origin, 20, 20), **common) as s1:  # fmt: skip
+        for i, r in enumerate(range(0, size, SCENE_BLOCK)):
+            for j, c in enumerate(range(0, size, SCENE_BLOCK)):
+                sc = blocks[(i + j) % 2]
+                h, w = min(SCENE_BLOCK, size - r), min(SCENE_BLOCK, size - c)
+                flip = (slice(None), slice(None, None, -1 if i % 2 else 1),
+                        slice(None, None, -1 if j % 2 else 1))  # fmt: skip
+                s2.write(sc["s2_cloudy"][flip][:, :h, :w], window=Window(c, r, w, h))
+                sar = sc["s1"][flip][:, ::2, ::2]
+                s1.write(sar[:, : (h + 1) // 2, : (w + 1) // 2],
+                         window=Window(c // 2, r // 2, (w + 1) // 2, (h + 1) // 2))  # fmt: skip
+    return s2_path, s1_path
+
+
+def bench_scene(
+    device: torch.device,
+    settings: RunSettings,
+    *,
+    size: int,
+    tile: int,
+    features: int = 256,
+    blocks: int = 16,
+    peak_tflops: float | None = None,
+    readers: int | None = None,
+) -> dict[str, Any]:
+    """End-to-end :func:`dsen2cr.scene.predict` of a generated ``size x size`` scene.
+
+    The scene (:func:`make_inputs`) and the seeded model's weight file are written to a temporary
+    folder first (timed separately, ``input_generation_seconds``). ``predict`` reads the weight
+    file, reads and reprojects the inputs in row chunks, runs the network tile by tile and writes the
+    Cloud-Optimized GeoTIFF.
+
+    Returns:
+        ``size``, ``megapixels``, ``tile``, ``halo``, ``window``, ``tiles``, ``batch``,
+        ``seconds`` (predict's own timing: tiles read, predicted, written),
+        ``megapixels_per_s`` (from it), ``readers``, ``cog_seconds`` (overviews and COG
+        translation), ``wall_seconds`` (the whole ``predict`` call: model loading, tiles and the
+        COG translation: the end-to-end figure), ``wall_megapixels_per_s``,
+        ``network_tflops`` / ``mfu`` (network FLOPs of all tile windows, halos included, over
+        ``seconds``), ``halo_overhead`` (network pixels / scene pixels), ``output_mib``.
+    """
+    tile = min(tile, size)
+    with tempfile.TemporaryDirectory(prefix="dsen2cr-benchmark-") as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        s2_path, s1_path = make_inputs(folder, size)
+        model = make_model(features, blocks)
+        fpp = conv_flops_per_pixel(model)
+        weights = model.save_pretrained(folder / "bench.safetensors")
+        del model
+        gen_s = time.perf_counter() - t0
+        out = folder / "bench_pred.tif"
+        t0 = time.perf_counter()
+        options = PredictOptions(tile=tile, device=str(device), precision=settings.precision,
+                                 speed=settings.speed, readers=readers, progress=False)  # fmt: skip
+        summary = predict(s2_path, weights, out, s1_path, options=options)
+        wall = time.perf_counter() - t0
+        out_mib = out.stat().st_size / 2**20
+    scene_px = size * size
+    win_h, win_w = summary["window"]
+    net_px = summary["tiles"] * win_h * win_w
+    sec = float(summary["seconds"])
+    tflops = fpp * net_px / sec / 1e12
+    return {
+        "size": size,
+        "megapixels": sig(scene_px / 1e6),
+        "inputs": "generated: 13-band uint16 S2 GeoTIFF (deflate) + 2-band S1 at 20 m (warped)",
+        "tile": summary["tile"],
+        "halo": summary["halo"],
+        "window": summary["window"],
+        "tiles": summary["tiles"],
+        "batch": summary["batch"],
+        "precision": summary["precision"],
+        "seconds": sig(sec),
+        "megapixels_per_s": sig(float(summary["megapixels_per_s"])),
+        "readers": summary["readers"],
+        "cog_seconds": sig(float(summary["cog_seconds"])),
+        "wall_seconds": sig(wall),
+        "wall_megapixels_per_s": sig(scene_px / wall / 1e6),
+        "network_tflops": sig(tflops),
+        "mfu": sig(ratio(tflops, peak_tflops), 4),
+        "halo_overhead": sig(net_px / scene_px, 4),
+        "output_mib": sig(out_mib, 4),
+        "input_generation_seconds": sig(gen_s, 3),
+    }

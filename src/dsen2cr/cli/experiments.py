@@ -1,0 +1,171 @@
+"""``dsen2cr train``, ``evaluate``, ``demo`` and ``benchmark``: experiments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from dsen2cr.cli.common import add_speed_options, speed_options
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train DSen2-CR or the pix2pix baseline from a YAML config",
+        description="Train a model as configured (configs/*.yaml: one file per row of the paper's "
+        "Table 1) with Lightning: checkpoints every epoch (last + best by val/loss), TensorBoard "
+        "and CSV logs, bf16 / multi-GPU / multi-node through --precision, --devices, --num-nodes "
+        "(launch one process per GPU with torchrun or SLURM srun). Exports run_dir/"
+        "weights.safetensors (or generator.safetensors for pix2pix). "
+        "Python: dsen2cr.training.train.",
+    )
+    p.add_argument("--config", type=Path, required=True, help="YAML config (configs/*.yaml)")
+    p.add_argument("--resume", default=None, metavar="PATH|last",
+                   help="continue from a Lightning checkpoint, or 'last' of this run")
+    p.add_argument("--devices", default=None,
+                   help="devices per node (int, -1 for all, or e.g. '0,1'); trainer.devices")
+    p.add_argument("--num-nodes", type=int, default=None, help="nodes; trainer.num_nodes")
+    p.add_argument("--precision", default=None,
+                   help="auto, bf16-mixed, 32-true, 16-mixed ...; trainer.precision")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                   help="config overrides, e.g. data.root=/data/SEN12MS-CR trainer.max_epochs=2")
+
+    def run(a: argparse.Namespace) -> None:
+        from dsen2cr.training import describe, train
+
+        extra = []
+        if a.devices is not None:
+            extra.append(f"trainer.devices={a.devices}" if "," not in a.devices
+                         else f"trainer.devices=[{a.devices}]")
+        if a.num_nodes is not None:
+            extra.append(f"trainer.num_nodes={a.num_nodes}")
+        if a.precision is not None:
+            extra.append(f"trainer.precision={a.precision}")
+        result = train(a.config, [*a.overrides, *extra], resume=a.resume)
+        if result.global_zero:  # one summary line, not one per DDP process
+            print(describe(result))
+
+    p.set_defaults(func=run)
+
+
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score models on a SEN12MS-CR split (paper Table 1, Figs. 6-11)",
+        description="Run weight files (native safetensors, Keras .hdf5, pix2pix generators, "
+        "Lightning .ckpt) and the identity baseline over every whole patch of a SEN12MS-CR "
+        "split; write metrics.json, metrics.csv (per image), table.md (paper Table 1 layout), "
+        "band_nrmse.png and examples.png to --out. Python: dsen2cr.evaluation.evaluate.",
+    )
+    p.add_argument("--weights", type=Path, nargs="+", required=True, metavar="W",
+                   help="weight files to evaluate")
+    p.add_argument("--data", type=Path, required=True, metavar="ROOT",
+                   help="SEN12MS-CR root folder")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                   help="split to evaluate (default test)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    p.add_argument("--name", nargs="+", default=None, metavar="NAME",
+                   help="one model name per weight file (default: file stems)")
+    p.add_argument("--batch", type=int, default=8, help="patches per forward pass (default 8)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--num-workers", type=int, default=2, help="data-loader workers (default 2)")
+    p.add_argument("--max-images", type=int, default=None, metavar="N",
+                   help="evaluate only the first N patches")
+    p.add_argument("--examples", type=int, default=4, metavar="K",
+                   help="rows of the example figure (default 4, 0 for none)")
+    p.add_argument("--split-file", type=Path, default=None, help="custom split definition")
+
+    def run(a: argparse.Namespace) -> None:
+        from dsen2cr.evaluation import evaluate, format_table
+
+        result = evaluate(
+            a.weights, a.data, split=a.split, out_dir=a.out, names=a.name,
+            batch_size=a.batch, device=a.device, num_workers=a.num_workers,
+            max_images=a.max_images, examples=a.examples, split_file=a.split_file,
+        )  # fmt: skip
+        print(format_table(result), end="")
+        print(f"wrote {a.out}/metrics.json, metrics.csv, table.md and figures")
+
+    p.set_defaults(func=run, flags={"batch_size": "--batch", "names": "--name"})
+
+
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="synthetic data -> train SAR / no-SAR models -> evaluate -> report",
+        description="Generate a synthetic SEN12MS-CR, train small DSen2-CR models with the CARL "
+        "loss with and without SAR, evaluate them and the identity baseline on the held-out test "
+        "split, and write a report (report.md, report.html, metrics, figures) to --out. "
+        "Python: dsen2cr.demo.run_demo.",
+    )
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="report folder (default demo_out)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny settings (seconds): checks the pipeline, shows no real learning")
+    p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available)")
+
+    def run(a: argparse.Namespace) -> None:
+        from dsen2cr.demo import run_demo
+
+        run_demo(a.out, quick=a.quick, device=a.device)
+
+    p.set_defaults(func=run)
+
+
+def add_benchmark(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "benchmark",
+        help="measure peak FLOP/s, inference / training throughput and MFU, scene speed, bf16 error",
+        description="Measure on one device, in the precision used (bf16 on CUDA, fp32 on CPU): the "
+        "FLOP/s of a large matrix multiply (the measured peak, 'peak'); DSen2-CR (F=256, B=16) "
+        "inference on 256 x 256 patches ('infer') and CARL training steps on 128 x 128 crops "
+        "('train'), each with throughput, achieved TFLOP/s and MFU (model FLOP/s / peak); end-to-"
+        "end prediction of a generated scene with I/O in megapixels/s ('scene'; a full 10980 x "
+        "10980 tile on CUDA); the mean |bf16 - fp32| in reflectance on real SEN12MS-CR patches "
+        "('bf16'). Prints one JSON object; progress goes to stderr. "
+        "Python: dsen2cr.benchmark.run_benchmark.",
+    )
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes: a CPU run takes under two minutes")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE",
+                   help="also write the JSON to FILE (atomically)")
+    p.add_argument("--sections", nargs="+", default=None, metavar="NAME",
+                   help="sections to run: peak infer train scene bf16 (default all)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                   help="default bf16 on CUDA, fp32 on CPU")
+    add_speed_options(p, " of the scene section")
+    p.add_argument("--ladder", action="store_true",
+                   help="also measure each optimisation one at a time (fp32 NCHW, +channels_last, "
+                   "+bf16, +cudnn.benchmark, +torch.compile) for infer and train")
+    p.add_argument("--realdata", type=Path, default=None, metavar="DIR",
+                   help="folder of real *_s2_cloudy.tif / *_s1.tif patches for 'bf16' (the "
+                   "section is skipped without it)")
+    p.add_argument("--weights", type=Path, default=None, metavar="W",
+                   help="weights for 'bf16' (default: random init, seed 0)")
+    p.add_argument("--scene-size", type=int, default=None, metavar="N",
+                   help="side of the generated scene in pixels (default 10980 on CUDA, 512 on "
+                   "CPU, 256 with --quick)")
+    p.add_argument("--features", type=int, default=256,
+                   help="F of the model (default 256); smaller model for smoke tests")
+    p.add_argument("--blocks", type=int, default=16,
+                   help="B of the model (default 16); smaller model for smoke tests")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+    def run(a: argparse.Namespace) -> None:
+        from dsen2cr.benchmark import SECTIONS, run_benchmark
+        from dsen2cr.io import atomic_output
+
+        result = run_benchmark(
+            a.device, quick=a.quick, sections=a.sections or SECTIONS, precision=a.precision,
+            speed=speed_options(a), ladder=a.ladder,
+            realdata=a.realdata, weights=a.weights, scene_size=a.scene_size,
+            features=a.features, blocks=a.blocks, readers=a.readers, progress=not a.quiet,
+        )  # fmt: skip
+        text = json.dumps(result, indent=2)
+        if a.json is not None:
+            with atomic_output(a.json) as tmp:
+                tmp.write_text(text + "\n")
+        print(text)
+
+    p.set_defaults(func=run)

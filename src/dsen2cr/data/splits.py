@@ -1,0 +1,220 @@
+"""Splits of SEN12MS-CR: the default ROI split, split files, and the triplets of a split.
+
+Default: the ROI split of the SEN12MS-CR-TS / UnCRtainTS loaders
+(:data:`~dsen2cr.data.layout.TEST_ROIS`, :data:`~dsen2cr.data.layout.VAL_ROIS`; every other ROI
+is train). A split file may be given instead: a CSV with header ``split,season,roi,patch`` (split
+``train``/``val``/``test`` or 1/2/3; season ``spring`` or ``ROIs1158_spring``), or the original
+DSen2-CR file list (no header; tab- or comma-separated rows ``split(1/2/3), s1 folder, s2
+cloud-free folder, s2 cloudy folder, file name``, folders relative to the root).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from dsen2cr.data.index import build_index, report_incomplete
+from dsen2cr.data.layout import (
+    MODALITIES,
+    SEASON_OF_FOLDER,
+    SEASONS,
+    SPLITS,
+    Triplet,
+    default_split,
+    parse_flat_name,
+)
+from dsen2cr.errors import DataError, DSen2CRError
+
+log = logging.getLogger(__name__)
+
+_SPLIT_CODES = {"1": "train", "2": "val", "3": "test", "train": "train", "val": "val",
+                "validation": "val", "test": "test"}  # fmt: skip
+
+
+def _split_name(value: str, path: Path, line: int) -> str:
+    v = value.strip().lower()
+    if v not in _SPLIT_CODES:
+        raise DataError(f"split file {path} line {line}: unknown split {value!r} "
+                        "(expected train/val/test or 1/2/3)")  # fmt: skip
+    return _SPLIT_CODES[v]
+
+
+def read_split_file(
+    path: str | os.PathLike[str],
+) -> tuple[str, list[tuple[Any, ...]]]:
+    """Parse a user split file.
+
+    Args:
+        path: a CSV with header ``split,season,roi,patch`` or an original DSen2-CR file list.
+
+    Returns:
+        ``("csv", [(split, season, roi, patch), ...])`` with short season names, or
+        ``("filelist", [(split, s1_folder, s2_folder, s2_cloudy_folder, file_name), ...])``.
+
+    Raises:
+        DataError: missing file, unknown format or a malformed row (names the line).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"split file {p} not found")
+    text = p.read_text()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise DataError(f"split file {p} is empty")
+    delim = "\t" if "\t" in lines[0] else ","
+    rows = list(csv.reader(lines, delimiter=delim))
+    header = [h.strip().lower() for h in rows[0]]
+    if {"split", "season", "roi", "patch"} <= set(header):
+        col = {h: header.index(h) for h in ("split", "season", "roi", "patch")}
+        out: list[tuple[Any, ...]] = []
+        for n, row in enumerate(rows[1:], start=2):
+            try:
+                season = row[col["season"]].strip()
+                season = SEASON_OF_FOLDER.get(season, season)
+                if season not in SEASONS:
+                    raise DataError(f"split file {p} line {n}: unknown season {season!r}")
+                patch = row[col["patch"]].strip().lstrip("p")
+                out.append((_split_name(row[col["split"]], p, n), season,
+                            int(row[col["roi"]]), int(patch)))  # fmt: skip
+            except (IndexError, ValueError):
+                raise DataError(f"split file {p} line {n}: expected split,season,roi,patch, "
+                                f"got {row}") from None  # fmt: skip
+        return "csv", out
+    if len(rows[0]) == 5 and rows[0][0].strip() in ("1", "2", "3"):
+        out = []
+        for n, row in enumerate(rows, start=1):
+            if len(row) != 5:
+                raise DataError(f"split file {p} line {n}: expected 5 fields (split, s1 folder, "
+                                f"s2 folder, s2 cloudy folder, file name), got {len(row)}")  # fmt: skip
+            out.append((_split_name(row[0], p, n), *(c.strip() for c in row[1:])))
+        return "filelist", out
+    raise DataError(f"split file {p}: unknown format; expected a CSV with header "
+                    "split,season,roi,patch or a DSen2-CR file list (split, s1 folder, s2 folder, "
+                    "s2 cloudy folder, file name)")  # fmt: skip
+
+
+def select_triplets(
+    root: str | os.PathLike[str],
+    split: str = "train",
+    split_file: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    refresh: bool = False,
+) -> tuple[list[Triplet], dict[str, Any]]:
+    """The triplets of one split.
+
+    Args:
+        root: dataset root.
+        split: ``"train"``, ``"val"``, ``"test"`` or ``"all"``.
+        split_file: optional user split file (see :func:`read_split_file`).
+        cache_dir: index cache folder, see :func:`build_index`.
+        refresh: rebuild the index cache.
+
+    Returns:
+        ``(triplets, report)``; ``report`` has ``"incomplete"`` (count), ``"incomplete_example"``
+        and ``"missing"`` (split-file entries without files).
+    """
+    if split not in SPLITS:
+        raise DSen2CRError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    report: dict[str, Any] = {"incomplete": 0, "incomplete_example": None, "missing": 0}
+    if split_file is not None:
+        kind, rows = read_split_file(split_file)
+        if kind == "filelist":
+            return _select_filelist(Path(root), split, rows, report)
+    index = build_index(root, cache_dir=cache_dir, refresh=refresh)
+    report["incomplete"] = len(index.incomplete)
+    report["incomplete_example"] = index.incomplete[0] if index.incomplete else None
+    if split_file is None:
+        chosen = [t for t in index.triplets
+                  if split == "all" or default_split(t.season, t.roi) == split]  # fmt: skip
+        return chosen, report
+    wanted = {(s, r, p) for sp, s, r, p in rows if split in ("all", sp)}
+    chosen = [t for t in index.triplets if (t.season, t.roi, t.patch) in wanted]
+    missing = wanted - {(t.season, t.roi, t.patch) for t in chosen}
+    report["missing"] = len(missing)
+    if missing:
+        ex = min(missing)
+        log.warning("%d triplet(s) listed in %s for split %s are not under %s, e.g. %s roi %d "
+                    "patch %d", len(missing), split_file, split, root, *ex)  # fmt: skip
+    return chosen, report
+
+
+def _select_filelist(
+    root: Path, split: str, rows: list[tuple[Any, ...]], report: dict[str, Any]
+) -> tuple[list[Triplet], dict[str, Any]]:
+    root = root.expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(f"SEN12MS-CR root {root} does not exist or is not a folder")
+    listing: dict[str, set[str]] = {}
+    chosen, incomplete = [], []
+    for sp, d1, d2, d3, name in rows:
+        if split not in ("all", sp):
+            continue
+        present = []
+        for d in (d1, d2, d3):
+            if d not in listing:
+                try:
+                    with os.scandir(root / d) as it:
+                        listing[d] = {e.name for e in it}
+                except OSError:
+                    listing[d] = set()
+            present.append(name in listing[d])
+        season, roi, patch = parse_flat_name(name)
+        if not all(present):
+            incomplete.append({"season": season, "roi": roi, "patch": patch, "name": name,
+                               "missing": [m for m, ok in zip(MODALITIES, present, strict=True) if not ok]})  # fmt: skip
+            continue
+        chosen.append(Triplet(season, roi, patch, str(root / d1 / name), str(root / d2 / name),
+                              str(root / d3 / name)))  # fmt: skip
+    report["incomplete"] = len(incomplete)
+    report["incomplete_example"] = incomplete[0] if incomplete else None
+    report_incomplete(incomplete, root)
+    return chosen, report
+
+
+
+def index_summary(
+    root: str | os.PathLike[str],
+    split_file: str | os.PathLike[str] | None = None,
+    refresh: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Build or refresh the index cache and summarise it (the ``dsen2cr index`` command).
+
+    Returns:
+        JSON-able dict: ``root``, ``layout``, ``cache`` (path), ``from_cache``, ``triplets``
+        (total), ``splits`` ({split: {season: count}}), ``incomplete`` (count),
+        ``incomplete_examples`` (up to 5), ``missing`` (split-file entries without files).
+    """
+    summary: dict[str, Any] = {"root": str(Path(root).expanduser().resolve())}
+    if split_file is not None and read_split_file(split_file)[0] == "filelist":
+        splits: dict[str, dict[str, int]] = {}
+        incomplete = 0
+        for sp in ("train", "val", "test"):
+            trips, rep = select_triplets(root, sp, split_file)
+            splits[sp] = dict(Counter(t.season or "unknown" for t in trips))
+            incomplete += rep["incomplete"]
+        summary.update(layout="filelist", cache=None, from_cache=False,
+                       triplets=sum(sum(v.values()) for v in splits.values()), splits=splits,
+                       incomplete=incomplete, incomplete_examples=[], missing=0)  # fmt: skip
+        return summary
+    index = build_index(root, cache_dir=cache_dir, refresh=refresh)
+    summary.update(layout=index.layout, cache=str(index.cache_path) if index.cache_path else None,
+                   from_cache=index.from_cache, triplets=len(index.triplets))  # fmt: skip
+    if split_file is None:
+        summary["splits"] = index.counts()
+        summary["missing"] = 0
+    else:
+        splits, missing = {}, 0
+        for sp in ("train", "val", "test"):
+            trips, rep = select_triplets(root, sp, split_file, cache_dir)
+            splits[sp] = dict(Counter(t.season or "unknown" for t in trips))
+            missing += rep["missing"]
+        summary["splits"] = splits
+        summary["missing"] = missing
+    summary["incomplete"] = len(index.incomplete)
+    summary["incomplete_examples"] = index.incomplete[:5]
+    return summary

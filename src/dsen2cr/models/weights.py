@@ -1,0 +1,335 @@
+"""Weight files: one loader for every format, one writer.
+
+Formats read by :func:`read_weights` (and so by :func:`load_weights`, ``dsen2cr predict``,
+``evaluate``, ``info`` and ``convert-weights``):
+
+* **native safetensors** (``.safetensors``, written by :func:`save_weights`): the tensors plus JSON
+  metadata ``format`` (``dsen2cr``), ``format_version``, ``architecture`` (the network class),
+  ``config`` (its constructor arguments), ``input_normalization`` and ``training`` (how the
+  weights were made). Safe to open: no code is unpickled.
+* **the authors' Keras 2.x HDF5 files** (``model_SARcarl.hdf5`` ...; ``.h5``/``.hdf5``), read by
+  :mod:`dsen2cr.models.keras`.
+* **Lightning checkpoints** (``.ckpt``) of ``dsen2cr train``, read with
+  ``torch.load(weights_only=True)`` (no arbitrary unpickling). The training module stores a
+  record of its network under :data:`CHECKPOINT_KEY` (architecture, config, state-dict prefix);
+  checkpoints written before that record existed are read from their training config.
+
+Networks say how they are saved and rebuilt by registering their class
+(:func:`register_architecture`): a class attribute ``architecture``, a method
+``weight_record() -> (config, state_dict, input_normalization)`` and a class method
+``from_record(record) -> module``. :class:`dsen2cr.models.DSen2CR` (``"DSen2CR"``) and
+:class:`dsen2cr.models.Pix2PixPredictor` (``"Pix2PixUNet"``, the pix2pix generator) are
+registered when :mod:`dsen2cr.models` is imported. Lightning is never imported here: reading a
+weight file is cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from dsen2cr.errors import WeightsError
+from dsen2cr.io import atomic_output
+from dsen2cr.models.keras import read_keras
+
+__all__ = [
+    "ARCHITECTURES",
+    "CHECKPOINT_KEY",
+    "FORMAT_VERSION",
+    "KERAS_SUFFIXES",
+    "WeightRecord",
+    "convert_weights",
+    "count_parameters",
+    "describe_weights",
+    "load_weights",
+    "read_weights",
+    "register_architecture",
+    "save_weights",
+    "weight_format",
+]
+
+FORMAT_VERSION = "1"
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras_h5")
+CHECKPOINT_SUFFIXES = (".ckpt",)
+CHECKPOINT_KEY = "dsen2cr_network"
+"""Key of the network record in a training checkpoint: ``{"architecture", "config", "prefix",
+"name"}``, ``prefix`` being the network's key prefix in the module's state dict."""
+
+
+@dataclass
+class WeightRecord:
+    """What a weight file holds, whatever its format.
+
+    Attributes:
+        architecture: the registered network class (``"DSen2CR"``, ``"Pix2PixUNet"``).
+        config: the class's constructor arguments.
+        state: the network's state dict (CPU tensors).
+        info: how the weights were made (loss, data, source, ...).
+        path: the file read.
+        format: ``"safetensors"``, ``"keras"`` or ``"checkpoint"``.
+    """
+
+    architecture: str
+    config: dict[str, Any]
+    state: dict[str, torch.Tensor] = field(repr=False)
+    info: dict[str, Any]
+    path: Path
+    format: str
+
+
+ARCHITECTURES: dict[str, Any] = {}
+"""Registered network classes by architecture name (see the module docs)."""
+
+T = TypeVar("T")
+
+
+def register_architecture(cls: T) -> T:
+    """Class decorator: make a network class loadable by :func:`load_weights`."""
+    ARCHITECTURES[cls.architecture] = cls  # type: ignore[attr-defined]
+    return cls
+
+
+def weight_format(path: str | os.PathLike[str]) -> str:
+    """``"keras"``, ``"checkpoint"`` or ``"safetensors"``, by the file's suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix in KERAS_SUFFIXES:
+        return "keras"
+    if suffix in CHECKPOINT_SUFFIXES:
+        return "checkpoint"
+    return "safetensors"
+
+
+# --------------------------------------------------------------------------- reading
+def _read_safetensors(p: Path) -> WeightRecord:
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"cannot read weight file {p}: {exc}") from None
+    arch = meta.get("architecture")
+    if arch is None or "config" not in meta:
+        missing = "architecture" if arch is None else "config"
+        raise WeightsError(f"{p} is not a dsen2cr weight file (its metadata has no {missing})")
+    try:
+        config = json.loads(meta["config"])
+        info = json.loads(meta.get("training", "{}"))
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{p} has corrupt metadata: {exc}") from None
+    return WeightRecord(arch, config, state, info, p, "safetensors")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, without terminal colour codes."""
+    lines = [ln.strip() for ln in _ANSI.sub("", str(exc)).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _legacy_network_record(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The network record of a checkpoint written before :data:`CHECKPOINT_KEY` existed."""
+    m = cfg["model"]
+    if m.get("name") == "pix2pix":
+        p2p = {"ngf": int(m["ngf"]), "num_downs": int(m["num_downs"]), "dropout": bool(m["dropout"])}
+        return {"architecture": "Pix2PixUNet", "config": p2p, "prefix": "generator."}
+    config: dict[str, Any] = {"features": int(m["features"]), "blocks": int(m["blocks"]),
+              "res_scale": float(m["res_scale"]), "sar_channels": 2 if m["sar"] else 0}  # fmt: skip
+    return {"architecture": "DSen2CR", "config": config, "prefix": "model."}
+
+
+def _read_checkpoint(p: Path) -> WeightRecord:
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a torch.load failure has many exception types
+        raise WeightsError(f"cannot read checkpoint {p}: {_first_line(exc)}") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), Mapping):
+        raise WeightsError(f"{p} is not a dsen2cr training checkpoint (no state_dict in it)")
+    cfg = (ckpt.get("hyper_parameters") or {}).get("config")
+    record = ckpt.get(CHECKPOINT_KEY)
+    try:
+        if record is None:
+            if not isinstance(cfg, Mapping):
+                raise KeyError("config")
+            record = _legacy_network_record(cfg)
+        prefix = str(record["prefix"])
+        arch, config = str(record["architecture"]), dict(record["config"])
+    except (KeyError, TypeError, ValueError):
+        raise WeightsError(f"{p} is not a dsen2cr training checkpoint (no network record)") from None
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    name = (record.get("name") if isinstance(record, Mapping) else None) or (
+        ((cfg or {}).get("out") or {}).get("name") if isinstance(cfg, Mapping) else None
+    )
+    info: dict[str, Any] = {
+        "name": str(name or p.stem),
+        "checkpoint": p.name,
+        "epochs": int(ckpt.get("epoch", -1)) + 1,
+        "global_step": int(ckpt.get("global_step", 0)),
+    }
+    if isinstance(cfg, Mapping):
+        info["config"] = dict(cfg)
+    return WeightRecord(arch, config, state, info, p, "checkpoint")
+
+
+def read_weights(path: str | os.PathLike[str]) -> WeightRecord:
+    """Read any supported weight file (see the module docs) without building the network.
+
+    Raises:
+        WeightsError: the file is missing, unreadable, or not a dsen2cr / DSen2-CR weight file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"weight file not found: {p}")
+    kind = weight_format(p)
+    if kind == "keras":
+        config, state, info = read_keras(p)
+        return WeightRecord("DSen2CR", config, state, info, p, "keras")
+    if kind == "checkpoint":
+        return _read_checkpoint(p)
+    return _read_safetensors(p)
+
+
+def load_weights(
+    path: str | os.PathLike[str],
+    map_location: str | torch.device = "cpu",
+    architecture: str | None = None,
+) -> nn.Module:
+    """Load any supported weight file as its network, in eval mode: **the** loader.
+
+    Args:
+        path: native ``.safetensors``, Keras ``.hdf5``/``.h5`` or Lightning ``.ckpt``.
+        map_location: device to place the weights on.
+        architecture: if given, the architecture the file must hold (e.g. ``"DSen2CR"``).
+
+    Returns:
+        The network (:class:`~dsen2cr.models.DSen2CR` or
+        :class:`~dsen2cr.models.Pix2PixPredictor`), with ``training_info`` (the file's metadata)
+        and ``name`` (the run name recorded at training time, else the file stem). Both take
+        scaled optical (B, 13, H, W) and SAR (B, 2, H, W) and predict scaled (B, 13, H, W);
+        ``uses_sar`` tells whether the SAR input is read.
+
+    Raises:
+        WeightsError: as :func:`read_weights`, or the file holds another architecture or weights
+            that do not fit the recorded one.
+    """
+    record = read_weights(path)
+    if architecture is not None and record.architecture != architecture:
+        raise WeightsError(
+            f"{record.path} holds a {record.architecture} network, not a {architecture}"
+        )
+    cls = ARCHITECTURES.get(record.architecture)
+    if cls is None:
+        raise WeightsError(
+            f"{record.path} holds an unknown architecture {record.architecture!r}; "
+            f"known: {', '.join(sorted(ARCHITECTURES))}"
+        )
+    model = cls.from_record(record)
+    model.training_info = dict(record.info)
+    model.name = str(record.info.get("name") or record.path.stem)
+    return model.to(map_location).eval()
+
+
+def build_strict(
+    record: WeightRecord, build: Callable[..., nn.Module], target: Callable[[nn.Module], nn.Module]
+) -> nn.Module:
+    """Build ``build(**record.config)`` and load ``record.state`` strictly into ``target(model)``.
+
+    The one place where a recorded configuration and state dict become a network; any mismatch
+    is a :class:`WeightsError` naming the file.
+    """
+    try:
+        model = build(**record.config)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(
+            f"{record.path} records an invalid {record.architecture} configuration: {exc}"
+        ) from None
+    try:
+        target(model).load_state_dict(record.state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(
+            f"weights in {record.path} do not fit the recorded architecture: {_first_line(exc)}"
+        ) from None
+    return model
+
+
+# --------------------------------------------------------------------------- writing
+def save_weights(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    training_info: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a registered network as a native safetensors file (atomically).
+
+    Args:
+        model: a registered network (:class:`~dsen2cr.models.DSen2CR`,
+            :class:`~dsen2cr.models.Pix2PixPredictor`).
+        path: output ``.safetensors`` file.
+        training_info: extra metadata merged over the model's own ``training_info``.
+
+    Returns:
+        The written path.
+    """
+    config, state, normalization = model.weight_record()  # type: ignore[operator]
+    info = {**(getattr(model, "training_info", None) or {}), **(training_info or {})}
+    metadata: dict[str, str] = {
+        "format": "dsen2cr",
+        "format_version": FORMAT_VERSION,
+        "architecture": str(model.architecture),
+        "config": json.dumps(config),
+        "input_normalization": json.dumps(normalization),
+        "training": json.dumps(info, default=str),
+    }
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    with atomic_output(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return Path(path)
+
+
+def convert_weights(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> nn.Module:
+    """Convert any supported weight file (Keras HDF5, checkpoint, ...) to native safetensors.
+
+    Raises:
+        WeightsError: as :func:`load_weights`, or ``dst`` is the input file itself.
+    """
+    s, d = Path(src), Path(dst)
+    if d.exists() and s.exists() and d.resolve() == s.resolve():
+        raise WeightsError(f"output {d} is the input file; choose another output path")
+    model = load_weights(s)
+    save_weights(model, d)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def describe_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What ``dsen2cr info`` prints: format, architecture, config, parameters, training.
+
+    Returns:
+        ``{"file", "format", "architecture", "config", "parameters", "uses_sar",
+        "receptive_field_radius" (None for networks without a finite one), "training"}``.
+    """
+    model = load_weights(path)
+    return {
+        "file": str(path),
+        "format": weight_format(path),
+        "architecture": model.architecture,
+        "config": model.weight_record()[0],  # type: ignore[operator]
+        "parameters": count_parameters(model),
+        "uses_sar": bool(getattr(model, "uses_sar", False)),
+        "receptive_field_radius": getattr(model, "receptive_field_radius", None),
+        "training": model.training_info,
+    }

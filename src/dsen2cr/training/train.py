@@ -1,0 +1,254 @@
+"""``dsen2cr train``: one config in, a run folder with checkpoints, logs and exported weights out.
+
+Everything runs through PyTorch Lightning: checkpoints (every epoch, ``last`` and the best by
+``val/loss``), resuming (model, optimiser state and epoch), TensorBoard + CSV logs, progress bar,
+bf16 mixed precision and data-parallel training on several GPUs / nodes (DDP). Multi-process
+jobs are started with Lightning's own launchers (``torchrun`` or SLURM ``srun``), nothing
+home-made: every process runs the same ``dsen2cr train`` command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from dsen2cr.data.datamodule import SEN12MSCRDataModule
+from dsen2cr.errors import DSen2CRError
+from dsen2cr.io import atomic_output
+from dsen2cr.training.base import CloudRemovalModule
+from dsen2cr.training.config import TrainConfig, load_config
+from dsen2cr.training.dsen2cr import DSen2CRModule
+from dsen2cr.training.pix2pix import Pix2PixModule
+
+MODULES: dict[str, type[CloudRemovalModule]] = {"dsen2cr": DSen2CRModule, "pix2pix": Pix2PixModule}
+"""The LightningModule of each model family (``model.name``)."""
+
+
+def build_module(config: TrainConfig | Mapping[str, Any]) -> CloudRemovalModule:
+    """The LightningModule of a config (:class:`DSen2CRModule` or :class:`Pix2PixModule`)."""
+    cfg = load_config(config)
+    return MODULES[cfg.family.name](cfg)
+
+
+def build_datamodule(config: TrainConfig) -> SEN12MSCRDataModule:
+    """The SEN12MS-CR DataModule of a config's ``data`` section.
+
+    Raises:
+        DSen2CRError: ``data.root`` is unset or not a folder.
+    """
+    d = config.data
+    if not d.root:
+        raise DSen2CRError(
+            "no training data: set data.root=/path/to/SEN12MS-CR (in the config or as an override)"
+        )
+    root = Path(d.root)
+    if not root.is_dir():
+        raise DSen2CRError(f"data.root {root} is not a folder (expected the SEN12MS-CR root)")
+    return SEN12MSCRDataModule(
+        **asdict(d) | {"root": root},
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=d.num_workers > 0,
+    )
+
+
+# --------------------------------------------------------------------------- train
+@dataclass
+class TrainResult:
+    """What :func:`train` produced.
+
+    Attributes:
+        run_dir: the run folder ``<out.dir>/<out.name>``.
+        best_checkpoint: Lightning checkpoint with the lowest ``val/loss`` (None without
+            validation).
+        last_checkpoint: checkpoint of the last finished epoch (``checkpoints/last.ckpt``).
+        weights: the exported network: ``weights.safetensors`` (DSen2-CR) or
+            ``generator.safetensors`` (pix2pix), for :func:`dsen2cr.models.load_weights`, made
+            from the best checkpoint (else the last).
+        history: one dict per epoch trained in this call: ``epoch``, ``train_loss``,
+            ``val_loss``, ``val_<metric>``.
+        config: the resolved config (also saved as ``run_dir/config.yaml``).
+        module: the LightningModule holding the exported weights (on the CPU).
+        global_zero: whether this process is the global rank 0 of the run.
+    """
+
+    run_dir: Path
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    weights: Path
+    history: list[dict[str, float]] = field(default_factory=list, repr=False)
+    config: TrainConfig | None = field(default=None, repr=False)
+    module: Any = field(default=None, repr=False)
+    global_zero: bool = True
+
+
+class _WriteConfig(L.Callback):
+    """Saves the resolved config as ``run_dir/config.yaml`` (global rank 0, at fit start)."""
+
+    def __init__(self, config: TrainConfig, path: Path) -> None:
+        self.config = config
+        self.path = path
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            with atomic_output(self.path) as tmp:
+                tmp.write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+
+
+def _resolve_resume(resume: str | os.PathLike[str] | None, ckpt_dir: Path) -> Path | None:
+    if resume is None or str(resume) == "":
+        return None
+    if str(resume) == "last":
+        p = ckpt_dir / "last.ckpt"
+        if not p.is_file():
+            raise DSen2CRError(f"--resume last: no checkpoint {p} (was this run started?)")
+        return p
+    p = Path(resume)
+    if not p.is_file():
+        raise DSen2CRError(f"resume checkpoint not found: {p}")
+    return p
+
+
+def _global_rank() -> int:
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+
+
+def train(
+    config: TrainConfig | Mapping[str, Any] | str | os.PathLike[str],
+    overrides: Sequence[str] = (),
+    *,
+    datamodule: L.LightningDataModule | None = None,
+    resume: str | os.PathLike[str] | None = None,
+    callbacks: Sequence[L.Callback] = (),
+) -> TrainResult:
+    """Train DSen2-CR or pix2pix as configured; the Python side of ``dsen2cr train``.
+
+    Writes into ``run_dir = <out.dir>/<out.name>``: ``config.yaml`` (resolved config),
+    ``checkpoints/`` (``last.ckpt`` every epoch and the best by ``val/loss``,
+    ``epochNNN.ckpt``), ``tensorboard/version_N`` and ``csv/version_N/metrics.csv`` logs (a new
+    version per call), and the exported ``weights.safetensors`` (DSen2-CR) or
+    ``generator.safetensors`` (pix2pix).
+
+    Args:
+        config: a :class:`~dsen2cr.training.TrainConfig`, a config file or mapping
+            (:func:`~dsen2cr.training.load_config`).
+        overrides: ``key.sub=value`` overrides.
+        datamodule: data to train on; default: :class:`dsen2cr.data.datamodule.SEN12MSCRDataModule`
+            built from the ``data`` section.
+        resume: a Lightning checkpoint to continue from, or ``"last"`` for
+            ``run_dir/checkpoints/last.ckpt``: restores weights, optimiser and scheduler state
+            and the epoch counter (training continues up to ``trainer.max_epochs``).
+        callbacks: extra Lightning callbacks.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        DSen2CRError: a bad config, missing data, a missing resume checkpoint, or a run folder
+            that already holds checkpoints when neither ``resume`` nor ``out.overwrite`` is set.
+    """
+    cfg = load_config(config, overrides)
+    run_dir = cfg.run_dir
+    ckpt_dir = run_dir / "checkpoints"
+    resume_path = _resolve_resume(resume, ckpt_dir)
+    existing = sorted(ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
+    if resume_path is None and existing:
+        if not cfg.out.overwrite:
+            raise DSen2CRError(
+                f"run folder {run_dir} already has checkpoints: continue it with --resume last, "
+                "start over with out.overwrite=true, or pick another out.name"
+            )
+        if _global_rank() == 0:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = build_module(cfg)
+    dm = datamodule if datamodule is not None else build_datamodule(cfg)
+
+    ckpt_cb = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="epoch{epoch:03d}",
+        monitor="val/loss",
+        mode="min",
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+        every_n_epochs=1,
+    )
+    loggers = [
+        TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", default_hp_metric=False),
+        CSVLogger(save_dir=str(run_dir), name="csv"),
+    ]
+    trainer = L.Trainer(
+        default_root_dir=str(run_dir),
+        logger=loggers,
+        callbacks=[ckpt_cb, _WriteConfig(cfg, run_dir / "config.yaml"), *callbacks],
+        **cfg.trainer.lightning_kwargs(),
+    )
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume_path) if resume_path else None)
+
+    best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
+    last = Path(ckpt_cb.last_model_path) if ckpt_cb.last_model_path else None
+    weights = run_dir / module.WEIGHTS_FILE
+    source = best if best is not None and best.is_file() else last
+    module = module.cpu()
+    info: dict[str, Any] = {
+        "name": cfg.out.name,
+        "model": cfg.family.name,
+        "loss": cfg.loss.name,
+        "sar": cfg.model.sar,
+        "config": cfg.to_dict(),
+        "epochs": int(trainer.current_epoch),
+        "global_step": int(trainer.global_step),
+        "framework": f"dsen2cr (PyTorch {torch.__version__}, Lightning {L.__version__})",
+    }
+    if hasattr(cfg.loss, "lam"):
+        info["lam"] = cfg.loss.lam
+    if source is not None and source.is_file():
+        ckpt = torch.load(source, map_location="cpu", weights_only=True)
+        module.load_state_dict(ckpt["state_dict"])
+        info.update(
+            checkpoint=source.name,
+            epochs=int(ckpt.get("epoch", -1)) + 1,
+            global_step=int(ckpt.get("global_step", 0)),
+        )
+        if ckpt_cb.best_model_score is not None and source == best:
+            info["val_loss"] = float(ckpt_cb.best_model_score)
+    if trainer.is_global_zero:
+        module.export(weights, info)
+    trainer.strategy.barrier()
+    return TrainResult(
+        run_dir=run_dir,
+        best_checkpoint=best,
+        last_checkpoint=last,
+        weights=weights,
+        history=list(module.history),
+        config=cfg,
+        module=module.eval(),
+        global_zero=bool(trainer.is_global_zero),
+    )
+
+
+def describe(result: TrainResult) -> str:
+    """One JSON line summarising a training run (printed by ``dsen2cr train``)."""
+    last = result.history[-1] if result.history else {}
+    return json.dumps(
+        {
+            "run_dir": str(result.run_dir),
+            "weights": str(result.weights),
+            "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
+            "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
+            "epochs_trained": len(result.history),
+            "last_epoch": {k: v for k, v in last.items() if isinstance(v, int | float)},
+        }
+    )

@@ -30,8 +30,9 @@ lint: install
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# the demo's own folder: --overwrite replaces the previous demo run in it
 demo: install
-	$(BIN)/dsen2cr demo --out $(DEMO_OUT)
+	$(BIN)/dsen2cr demo --out $(DEMO_OUT) --overwrite
 
 # CPU-sized benchmarks (JSON on stdout); see README "Benchmarks" for the GPU-sized ones.
 bench: install

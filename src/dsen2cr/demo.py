@@ -39,10 +39,9 @@ import yaml
 
 from dsen2cr.cloudmask import DEFAULT_THRESHOLD
 from dsen2cr.data.synthetic import generate_dataset, roi_plan
-from dsen2cr.errors import DSen2CRError
 from dsen2cr.evaluation import evaluate, format_table
 from dsen2cr.figures import training_curves_plot
-from dsen2cr.io import atomic_output
+from dsen2cr.io import atomic_output, guard_outputs
 from dsen2cr.training import train
 
 SAR_NAME = "dsen2cr_carl_sar"
@@ -357,23 +356,24 @@ def run_demo(
     device: str | None = None,
     seed: int = 0,
     keep_data: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Run the whole demo and write the report folder.
 
     Args:
-        out: report folder (created; previous demo outputs in it are replaced).
+        out: report folder (created; a folder that is not empty only with ``overwrite``, which
+            replaces the previous demo outputs in it).
         quick: tiny settings (seconds) that exercise every step without real learning.
         device: ``"cpu"``, ``"cuda"`` or None (CUDA when available).
         seed: seed of the synthetic data, initialisation and data order.
         keep_data: keep the generated dataset under ``out/data`` (else it is deleted at the end).
+        overwrite: run in an ``out`` that is not empty.
 
     Returns:
         ``{"metrics": <metrics.json content>, "ordering_ok": bool, "ordering": message,
         "report": path of report.md, "seconds": {step: wall seconds}}``.
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DSen2CRError(f"demo output {out} exists and is not a folder")
+    out = guard_outputs({"out": out}, overwrite=overwrite, folders=["out"])["out"]
     out.mkdir(parents=True, exist_ok=True)
     s = DEMO_SETTINGS["quick" if quick else "full"]
     timings: dict[str, float] = {}
@@ -420,6 +420,7 @@ def run_demo(
         batch_size=2 * s["batch_size"],
         device=device,
         examples=s["examples"],
+        overwrite=True,  # the demo's own folder, holding its data and runs
     )
     timings["evaluate"] = time.perf_counter() - t0
     if any(curves.values()):

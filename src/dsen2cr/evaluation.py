@@ -39,7 +39,7 @@ from dsen2cr.cloudmask import DEFAULT_THRESHOLD, binary_mask
 from dsen2cr.data.dataset import SEN12MSCR, collate, is_empty_batch
 from dsen2cr.errors import DSen2CRError, OptionError
 from dsen2cr.figures import band_nrmse_plot, example_grid
-from dsen2cr.io import atomic_output
+from dsen2cr.io import atomic_output, guard_outputs
 from dsen2cr.metrics import (
     METRIC_KEYS,
     MetricAccumulator,
@@ -128,6 +128,7 @@ def evaluate(
     split_file: str | os.PathLike[str] | None = None,
     stretch: str | tuple[float, float] = (0.0, 3000.0),
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Evaluate models on a SEN12MS-CR split and write the report files.
 
@@ -136,7 +137,7 @@ def evaluate(
             Lightning ``.ckpt``); may be empty, then only ``identity`` is scored.
         data_root: SEN12MS-CR root folder (the ``ROIs*_<season>`` folders).
         split: ``"test"``, ``"val"``, ``"train"`` or ``"all"``.
-        out_dir: output folder (created).
+        out_dir: output folder (created; a folder that is not empty only with ``overwrite``).
         names: one name per weight file (default: the file stems, made unique).
         batch_size: patches per forward pass.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available.
@@ -149,15 +150,18 @@ def evaluate(
         stretch: RGB stretch of the example grid in DN (default reflectance 0-0.3), or
             ``"percentile"``.
         progress: show a progress bar (on a terminal).
+        overwrite: write into an ``out_dir`` that is not empty (its report files are replaced).
 
     Returns:
         The content of ``metrics.json``.
 
     Raises:
-        DSen2CRError: a weight file is missing or unreadable, the data folder is missing, or the
-            split has no images.
+        DSen2CRError: a weight file is missing or unreadable, the data folder is missing, the
+            split has no images, or ``out_dir`` is not empty (without ``overwrite``).
     """
     weight_paths = [Path(w) for w in weights]
+    out = guard_outputs({"out": out_dir}, [*weight_paths, data_root], overwrite=overwrite,
+                        folders=["out"])["out"]  # fmt: skip
     model_names = _model_names(weight_paths, names)
     if batch_size < 1:
         raise OptionError("batch_size", f"must be at least 1, got {batch_size}")
@@ -182,8 +186,6 @@ def evaluate(
         collate_fn=collate,
         pin_memory=dev.type == "cuda",
     )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
 
     accumulators = {name: MetricAccumulator() for name in models}
     rows: list[dict[str, Any]] = []

@@ -1,7 +1,20 @@
-"""Small raster and file helpers shared by every command.
+"""Small raster and file helpers shared by every command, and the rules every output follows.
 
-* :func:`atomic_output` - write to a temporary name beside the target, rename when complete, so an
-  interrupted or failed run never leaves a half-written output file.
+Outputs (one mechanism for every command):
+
+* :func:`guard_outputs` - before anything is read or written, refuse an output that is one of the
+  call's inputs (also through a symbolic or hard link) or another of its outputs, an existing
+  output file or non-empty output folder unless ``overwrite`` is asked for (as rasterio's ``rio``
+  does), and an output folder that cannot be written;
+* :func:`atomic_output` - write to a hidden staging name beside the target, rename when complete,
+  so an interrupted or failed run never leaves a half-written output file;
+* :func:`staging_path` names every such file ``.<stem>.<tag>@<host>@<pid><suffix>``, and
+  :func:`remove_stale_staging` (run whenever an output is staged in a folder) removes those of
+  processes of this host that no longer exist - what a killed run (SIGKILL) left behind - and
+  never those of a live process.
+
+Rasters:
+
 * :func:`open_raster` / :func:`read_raster` - open a GeoTIFF (or anything GDAL reads) with one
   clear :class:`~dsen2cr.errors.DataError` for a missing, corrupt or wrongly shaped file.
 * :func:`check_readable` - decode the first and the last block of a raster, so that a truncated
@@ -14,8 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import socket
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +39,162 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window
 
-from dsen2cr.errors import DataError
+from dsen2cr.errors import DataError, OptionError, OutputExistsError
+
+PathLike = str | os.PathLike[str]
+
+
+# --------------------------------------------------------------------------- staging files
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
+
+
+_STAGED = re.compile(r"^\..+\.[a-z]+@(?P<host>[A-Za-z0-9_]+)@(?P<pid>[0-9]+)(\..*)?$")
+
+
+def staging_path(final: PathLike, tag: str = "partial") -> Path:
+    """The hidden staging file of an output, beside it: ``.<stem>.<tag>@<host>@<pid><suffix>``.
+
+    The suffix is kept (GDAL picks drivers by suffix); host and process id let a later run tell
+    the leftovers of dead processes (:func:`remove_stale_staging`) from files being written.
+    """
+    f = Path(final)
+    return f.with_name(f".{f.stem}.{tag}@{_host()}@{os.getpid()}{f.suffix}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a live process of another user
+        return True
+    return True
+
+
+def remove_stale_staging(folder: PathLike) -> list[Path]:
+    """Remove the staging files that dead processes of this host left in ``folder``.
+
+    Only files named by :func:`staging_path` are touched, and only those whose process is gone:
+    the files of live processes (on this host or on another host sharing the folder) stay.
+
+    Returns:
+        The files removed.
+    """
+    removed: list[Path] = []
+    host = _host()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        m = _STAGED.match(e.name)
+        if m is None or m["host"] != host or _alive(int(m["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(e.path)
+            removed.append(Path(e.path))
+    return removed
+
+
+# --------------------------------------------------------------------------- output rules
+def _key(p: Path) -> tuple[str, Any]:
+    """What identifies a file: its inode when it exists (hard links, symbolic links), else its
+    resolved path."""
+    try:
+        st = p.stat()
+        return ("inode", (st.st_dev, st.st_ino))
+    except OSError:
+        return ("path", str(p.resolve()))
+
+
+def _writable_folder(option: str, p: Path) -> None:
+    folder = p.parent
+    while not folder.exists():
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OptionError(option, f"{p}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OptionError(option, f"{p}: cannot write into {folder} (permission denied)")
+
+
+def guard_outputs(
+    outputs: Mapping[str, PathLike | None],
+    inputs: Iterable[PathLike | None] = (),
+    *,
+    overwrite: bool = False,
+    folders: Iterable[str] = (),
+) -> dict[str, Path]:
+    """Check a call's outputs before anything is read or written (see the module docs).
+
+    Args:
+        outputs: option name -> output path (None: not written), e.g. ``{"out": ..., "mask_out":
+            ...}``; the names appear in the errors (``--out`` on the command line).
+        inputs: the call's input files and folders.
+        overwrite: an existing output file, or a non-empty output folder, may be replaced.
+        folders: the options whose output is a folder, not a file.
+
+    Returns:
+        option -> output ``Path`` for the outputs that are not None.
+
+    Raises:
+        OptionError: an output is an input or another output, a file where a folder is expected
+            (or the reverse), or in a folder that cannot be written.
+        OutputExistsError: an output exists and ``overwrite`` is False.
+    """
+    folder_opts = set(folders)
+    given = {k: Path(v) for k, v in outputs.items() if v is not None}
+    ins = [Path(q) for q in inputs if q is not None]
+    in_keys = {_key(q): q for q in ins}
+    seen: dict[tuple[str, Any], str] = {}
+    for option, p in given.items():
+        key = _key(p)
+        if key in in_keys:
+            raise OptionError(option, f"{p} is the input {in_keys[key]}; choose another output path")
+        if key in seen:
+            raise OptionError(option, f"{p} is also the {seen[key]} output; give each output its own path")
+        seen[key] = option
+        if option in folder_opts:
+            if p.exists() and not p.is_dir():
+                raise OptionError(option, f"{p} is a file, expected a folder")
+            if p.is_dir() and any(p.iterdir()) and not overwrite:
+                raise OutputExistsError(option, p, "is a folder that is not empty")
+            _writable_folder(option, p / "x")
+        else:
+            if p.is_dir():
+                raise OptionError(option, f"{p} is a folder, expected a file name")
+            if p.exists() and not overwrite:
+                raise OutputExistsError(option, p)
+            _writable_folder(option, p)
+    return given
+
+
+# --------------------------------------------------------------------------- files
 
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
 
-    The temporary file keeps the target's suffix (GDAL picks drivers by suffix) and is removed if
-    the block raises, including on ``KeyboardInterrupt``.
+    The temporary file (:func:`staging_path`) keeps the target's suffix (GDAL picks drivers by
+    suffix) and is removed if the block raises, including on ``KeyboardInterrupt``; the staging
+    files that killed processes left in the folder are removed first.
 
     Args:
-        path: the final output path. Its parent folder is created if needed.
+        path: the final output path. Its parent folders are created if needed (and removed
+            again, if still empty, when the block fails).
 
     Yields:
         The temporary path to write to.
     """
     final = Path(path)
+    created = new_folders(final.parent)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.stem}.partial-{os.getpid()}{final.suffix}")
+    remove_stale_staging(final.parent)
+    tmp = staging_path(final, "partial")
+    done = False
     try:
         yield tmp
         if tmp.exists():
@@ -50,9 +202,31 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
             # output the permissions an ordinary file gets under the user's umask.
             os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, final)
+        done = True
     finally:
         if tmp.exists():
             tmp.unlink()
+        if not done:
+            remove_empty(created)
+
+
+def new_folders(folder: PathLike) -> list[Path]:
+    """The folders that creating ``folder`` (with its parents) would make, deepest first."""
+    out = []
+    f = Path(folder)
+    while not f.exists() and f.parent != f:
+        out.append(f)
+        f = f.parent
+    return out
+
+
+def remove_empty(folders: Iterable[Path]) -> None:
+    """Remove the given folders, deepest first, as long as they are empty (no data is lost)."""
+    for f in folders:
+        try:
+            f.rmdir()
+        except OSError:
+            return
 
 
 def _current_umask() -> int:

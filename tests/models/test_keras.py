@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from dsen2cr import cli
-from dsen2cr.errors import WeightsError
+from dsen2cr.errors import OptionError, WeightsError
 from dsen2cr.models import DSen2CR, convert_weights
 from dsen2cr.models.keras import read_keras
 from dsen2cr.scaling import NORMALIZATION
@@ -319,7 +319,7 @@ def test_convert_and_training_info(tmp_path) -> None:
 def test_convert_refuses_overwriting_input(tmp_path) -> None:
     kernels, biases = random_weights(features=4, blocks=1, sar=2)
     src = write_keras(tmp_path / "w.hdf5", kernels, biases)
-    with pytest.raises(WeightsError, match="input"):
+    with pytest.raises(OptionError, match="is the input"):
         convert_weights(src, src)
     assert read_keras(src)[0]["features"] == 4
 

@@ -26,6 +26,12 @@ def speed_options(a: argparse.Namespace) -> Any:
     return SpeedOptions(channels_last=a.channels_last, compile=a.compile)
 
 
+def add_overwrite(p: argparse.ArgumentParser, what: str = "output files") -> None:
+    """--overwrite: existing outputs are replaced only when asked for (as rasterio's ``rio``)."""
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace existing {what} (without it an existing output is an error)")
+
+
 def given(a: argparse.Namespace, *names: str) -> dict[str, Any]:
     """The options among ``names`` that were given on the command line (not None), so that
     the library's defaults are the only defaults."""

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from dsen2cr.errors import DSen2CRError
+from dsen2cr.cli.common import add_overwrite
 
 
 def add_synth_data(sub: argparse._SubParsersAction) -> None:
@@ -27,18 +27,19 @@ def add_synth_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compress", default=None, help="GeoTIFF compression, e.g. zstd (default none)")
     p.add_argument("--preview", type=Path, default=None, metavar="PNG",
                    help="also write a PNG grid of a few triplets")
+    add_overwrite(p, "files: write into a folder that is not empty")
 
     def run(a: argparse.Namespace) -> None:
         from dsen2cr.data.synthetic import generate_dataset, preview_grid
+        from dsen2cr.io import guard_outputs
 
-        for flag, value, low in (("--rois", a.rois, 1), ("--patches", a.patches, 1), ("--size", a.size, 8)):
-            if value < low:
-                raise DSen2CRError(f"{flag} must be >= {low}, got {value}")
+        guard_outputs({"out": a.out, "preview": a.preview}, overwrite=a.overwrite, folders=["out"])
         root = generate_dataset(a.out, rois=a.rois, patches=a.patches, size=a.size, seed=a.seed,
-                                progress=sys.stderr.isatty(), compress=a.compress)
+                                progress=sys.stderr.isatty(), compress=a.compress,
+                                overwrite=a.overwrite)  # fmt: skip
         print(f"wrote {a.rois * a.patches} triplets to {root}")
         if a.preview is not None:
-            preview_grid(root, a.preview)
+            preview_grid(root, a.preview, overwrite=a.overwrite)
             print(f"wrote {a.preview}")
 
     p.set_defaults(func=run)
@@ -50,19 +51,42 @@ def add_index(sub: argparse._SubParsersAction) -> None:
         help="index a SEN12MS-CR root and print triplet counts",
         description="Build or refresh the index cache of a SEN12MS-CR root (published or "
         "flattened layout) and print per-split / per-season triplet counts and incomplete "
-        "triplets as JSON. Python: dsen2cr.data.index_summary.",
+        "triplets as JSON. With --verify, also open every file and check its size, band count, "
+        "dtype and that its last block decodes; write the list of bad files and exit with status "
+        "1 when any is bad. Python: dsen2cr.data.index_summary, dsen2cr.data.verify.verify_dataset.",
     )
     p.add_argument("root", type=Path, help="dataset root folder")
     p.add_argument("--split-file", type=Path, default=None,
                    help="CSV (split,season,roi,patch) or DSen2-CR file list")
     p.add_argument("--refresh", action="store_true", help="re-walk even if the cache is valid")
     p.add_argument("--cache-dir", type=Path, default=None, help="folder of the index cache")
+    p.add_argument("--verify", action="store_true",
+                   help="open every file and check it (finds truncated or corrupt downloads)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="threads checking files with --verify (default: CPU count, at most 8)")
+    p.add_argument("--bad-list", type=Path, default=None, metavar="FILE",
+                   help="where --verify writes the bad files (default: beside the index cache)")
 
-    def run(a: argparse.Namespace) -> None:
+    def run(a: argparse.Namespace) -> int:
         from dsen2cr.data import index_summary
+        from dsen2cr.data.verify import check_workers
 
+        if a.verify:
+            check_workers(a.workers)  # before anything is written (the index cache)
         summary = index_summary(a.root, split_file=a.split_file, refresh=a.refresh,
                                 cache_dir=a.cache_dir)
-        print(json.dumps(summary, indent=2))
+        if not a.verify:
+            print(json.dumps(summary, indent=2))
+            return 0
+        from dsen2cr.data.verify import verify_dataset
+
+        report = verify_dataset(a.root, workers=a.workers, bad_list=a.bad_list,
+                                progress=sys.stderr.isatty())  # fmt: skip
+        print(json.dumps({**summary, "verify": report}, indent=2))
+        if report["bad"]:
+            print(f"dsen2cr index: {report['bad']} bad file(s) of {report['files']}; list in "
+                  f"{report['bad_list']}", file=sys.stderr)  # fmt: skip
+            return 1
+        return 0
 
     p.set_defaults(func=run)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dsen2cr.cli.common import add_speed_options, speed_options
+from dsen2cr.cli.common import add_overwrite, add_speed_options, speed_options
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -75,6 +75,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--examples", type=int, default=4, metavar="K",
                    help="rows of the example figure (default 4, 0 for none)")
     p.add_argument("--split-file", type=Path, default=None, help="custom split definition")
+    add_overwrite(p, "report files: write into a folder that is not empty")
 
     def run(a: argparse.Namespace) -> None:
         from dsen2cr.evaluation import evaluate, format_table
@@ -83,6 +84,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
             a.weights, a.data, split=a.split, out_dir=a.out, names=a.name,
             batch_size=a.batch, device=a.device, num_workers=a.num_workers,
             max_images=a.max_images, examples=a.examples, split_file=a.split_file,
+            overwrite=a.overwrite,
         )  # fmt: skip
         print(format_table(result), end="")
         print(f"wrote {a.out}/metrics.json, metrics.csv, table.md and figures")
@@ -103,11 +105,12 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="tiny settings (seconds): checks the pipeline, shows no real learning")
     p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available)")
+    add_overwrite(p, "demo outputs: run in a folder that is not empty")
 
     def run(a: argparse.Namespace) -> None:
         from dsen2cr.demo import run_demo
 
-        run_demo(a.out, quick=a.quick, device=a.device)
+        run_demo(a.out, quick=a.quick, device=a.device, overwrite=a.overwrite)
 
     p.set_defaults(func=run)
 
@@ -151,11 +154,13 @@ def add_benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--blocks", type=int, default=16,
                    help="B of the model (default 16); smaller model for smoke tests")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_overwrite(p, "--json file")
 
     def run(a: argparse.Namespace) -> None:
         from dsen2cr.benchmark import SECTIONS, run_benchmark
-        from dsen2cr.io import atomic_output
+        from dsen2cr.io import atomic_output, guard_outputs
 
+        guard_outputs({"json": a.json}, [a.realdata, a.weights], overwrite=a.overwrite)
         result = run_benchmark(
             a.device, quick=a.quick, sections=a.sections or SECTIONS, precision=a.precision,
             speed=speed_options(a), ladder=a.ladder,

@@ -4,20 +4,32 @@ Every subcommand is a thin wrapper over a public Python function (named in its h
 lazily inside the subcommand so that ``dsen2cr --help`` is fast. The subcommands are declared by
 the ``add_<name>`` functions of :mod:`dsen2cr.cli.scene`, :mod:`~dsen2cr.cli.models`,
 :mod:`~dsen2cr.cli.data` and :mod:`~dsen2cr.cli.experiments`, listed in :data:`COMMANDS` by
-workflow. User errors (:class:`~dsen2cr.errors.DSen2CRError`) are printed as one line on stderr
-with exit status 2, never as a traceback; an :class:`~dsen2cr.errors.OptionError` names the
-flag (``--tile``) where the library names the parameter (``tile``).
+workflow.
+
+Errors and signals, one mechanism for every subcommand:
+
+* a user error (:class:`~dsen2cr.errors.DSen2CRError`, also one raised in a data-loader worker
+  process, and an operating-system error such as a folder that cannot be written) is one line on
+  stderr and exit status 2, never a traceback; an :class:`~dsen2cr.errors.OptionError` names the
+  flag (``--tile``) where the library names the parameter (``tile``);
+* SIGTERM (what SLURM and Kubernetes send) is handled like SIGINT: it interrupts the work, so
+  every staging file is removed on the way out (exit status 143; SIGINT 130). SIGKILL cannot be
+  handled: the next run writing into the same folder removes what it left
+  (:func:`dsen2cr.io.remove_stale_staging`).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 
 from dsen2cr import __version__
 from dsen2cr.cli import data, experiments, models, scene
-from dsen2cr.errors import DSen2CRError, OptionError
+from dsen2cr.errors import DSen2CRError, OptionError, OutputExistsError, one_line
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     scene.add_predict,
@@ -53,6 +65,40 @@ def flag_of(args: argparse.Namespace, option: str) -> str:
     return flags.get(option, "--" + option.replace("_", "-"))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that the work unwinds as on Ctrl-C."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While the command runs, SIGTERM interrupts it like SIGINT (main thread only)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread of the interpreter: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def error_message(args: argparse.Namespace, exc: BaseException) -> str:
+    """The one line a user error is reported with (without the ``dsen2cr <command>:`` prefix)."""
+    if isinstance(exc, OutputExistsError):
+        return f"{flag_of(args, exc.option)} {exc.problem_cli}"
+    if isinstance(exc, OptionError):
+        return f"{flag_of(args, exc.option)} {exc.problem}"
+    if isinstance(exc, OSError) and not isinstance(exc, DSen2CRError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or one_line(exc)}{where}"
+    return one_line(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dsen2cr`` console script; returns the exit status."""
     parser = build_parser()
@@ -61,15 +107,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        args.func(args)
-    except OptionError as exc:
-        print(f"dsen2cr {args.command}: error: {flag_of(args, exc.option)} {exc.problem}",
-              file=sys.stderr)  # fmt: skip
+        with _sigterm_interrupts():
+            status = args.func(args)
+    except (DSen2CRError, OSError) as exc:
+        print(f"dsen2cr {args.command}: error: {error_message(args, exc)}", file=sys.stderr)
         return 2
-    except DSen2CRError as exc:
-        print(f"dsen2cr {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except Terminated:
+        print(f"dsen2cr {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"dsen2cr {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return int(status or 0)

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from dsen2cr.cli.common import add_overwrite
+
 
 def add_convert_weights(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -17,11 +19,12 @@ def add_convert_weights(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", type=Path, help="Keras .hdf5/.h5, .ckpt or .safetensors weight file")
     p.add_argument("output", type=Path, help="output .safetensors file")
+    add_overwrite(p, "output file")
 
     def run(a: argparse.Namespace) -> None:
         from dsen2cr.models import convert_weights
 
-        model = convert_weights(a.input, a.output)
+        model = convert_weights(a.input, a.output, overwrite=a.overwrite)
         print(f"wrote {a.output}: {json.dumps(model.weight_record()[0])}")  # type: ignore[operator]
 
     p.set_defaults(func=run)

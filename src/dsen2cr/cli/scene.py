@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dsen2cr.cli.common import add_speed_options, given, speed_options
+from dsen2cr.cli.common import add_overwrite, add_speed_options, given, speed_options
 
 
 def _add_scene_options(p: argparse.ArgumentParser) -> None:
@@ -53,6 +53,7 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                    help="S1 holds linear backscatter: convert to dB (10 log10)")
     _add_scene_options(p)
     add_speed_options(p, "")
+    add_overwrite(p, "output files (prediction, mask, preview)")
 
     def run(a: argparse.Namespace) -> None:
         from dsen2cr.scene import PredictOptions, predict_scenes
@@ -62,7 +63,7 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
             s1_linear=a.s1_linear, speed=speed_options(a), progress=not a.quiet,
         )  # fmt: skip
         results = predict_scenes(a.s2, a.weights, a.out, a.s1, mask_out=a.mask_out,
-                                 preview=a.preview, options=options)  # fmt: skip
+                                 preview=a.preview, options=options, overwrite=a.overwrite)  # fmt: skip
         for r in results:
             print(json.dumps(r))
 
@@ -83,12 +84,13 @@ def add_mask(sub: argparse._SubParsersAction) -> None:
     _add_scene_options(p)
     p.add_argument("--readers", type=int, default=None, metavar="N",
                    help="input reader threads (default 1 on CPU)")
+    add_overwrite(p, "output file")
 
     def run(a: argparse.Namespace) -> None:
         from dsen2cr.scene import PredictOptions, mask_scene
 
         options = PredictOptions(**given(a, "tile", "device", "threshold", "compress", "readers"),
                                  progress=not a.quiet)  # fmt: skip
-        print(json.dumps(mask_scene(a.s2, a.out, options=options)))
+        print(json.dumps(mask_scene(a.s2, a.out, options=options, overwrite=a.overwrite)))
 
     p.set_defaults(func=run)

@@ -68,7 +68,9 @@ class Index:
         return out
 
 
-def _cache_path(root: Path, cache_dir: str | os.PathLike[str] | None) -> Path | None:
+def cache_path(root: Path, cache_dir: str | os.PathLike[str] | None) -> Path:
+    """The index cache file of ``root``: in ``cache_dir``, else ``ROOT/.dsen2cr/index.json`` when
+    the root is writable, else ``~/.cache/dsen2cr/index-<digest>.json``."""
     digest = hashlib.sha1(str(root).encode()).hexdigest()[:16]
     if cache_dir is not None:
         return Path(cache_dir) / f"index-{digest}.json"
@@ -163,7 +165,7 @@ def build_index(
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise DataError(f"SEN12MS-CR root {root} does not exist or is not a folder")
-    cache = _cache_path(root, cache_dir)
+    cache = cache_path(root, cache_dir)
     if cache is not None and not refresh and cache.is_file():
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             data = json.loads(cache.read_text())

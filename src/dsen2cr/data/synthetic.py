@@ -48,9 +48,9 @@ from tqdm import tqdm
 from dsen2cr.cloudmask import cloud_shadow_mask
 from dsen2cr.data.index import build_index
 from dsen2cr.data.layout import SEASONS, TEST_ROIS, VAL_ROIS
-from dsen2cr.errors import DataError
+from dsen2cr.errors import DataError, OptionError
 from dsen2cr.figures import mask_composite, new_figure, rgb_composite, sar_composite, save_figure
-from dsen2cr.io import atomic_output, read_raster
+from dsen2cr.io import atomic_output, guard_outputs, read_raster
 from dsen2cr.scaling import REFLECTANCE_SCALE, S2_BANDS, S2_RESOLUTION_M
 
 # --------------------------------------------------------------------------- land cover & spectra
@@ -481,6 +481,7 @@ def generate_dataset(
     seed: int = 0,
     progress: bool = True,
     compress: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a synthetic SEN12MS-CR in the published layout.
 
@@ -499,13 +500,16 @@ def generate_dataset(
         progress: show a progress bar.
         compress: GeoTIFF compression (e.g. ``"zstd"``, ``"deflate"``); default none, like the
             published files and fastest (a 256 px triplet is 3.9 MB uncompressed, 2.8 MB zstd).
+        overwrite: write into ``out`` even if it is a folder that is not empty (files of the
+            same names are replaced).
 
     Returns:
         The output root ``Path``.
     """
-    if rois < 1 or patches < 1 or size < 2:
-        raise ValueError("rois and patches must be >= 1 and size >= 2")
-    root = Path(out)
+    for option, value, low in (("rois", rois, 1), ("patches", patches, 1), ("size", size, 8)):
+        if value < low:
+            raise OptionError(option, f"must be >= {low}, got {value}")
+    root = guard_outputs({"out": out}, overwrite=overwrite, folders=["out"])["out"]
     root.mkdir(parents=True, exist_ok=True)
     stride = max(1, size // 2)
     rows, cols = _grid(patches)
@@ -548,6 +552,7 @@ def preview_grid(
     root_or_paths: str | os.PathLike[str] | Sequence[tuple[Any, Any, Any]],
     out_png: str | os.PathLike[str],
     n: int = 4,
+    overwrite: bool = False,
 ) -> Path:
     """Write a PNG grid of a few triplets: cloudy RGB, SAR, cloud-free target RGB, detected mask.
 
@@ -556,12 +561,15 @@ def preview_grid(
 
     Args:
         root_or_paths: a SEN12MS-CR root folder, or a sequence of ``(s1, s2, s2_cloudy)`` paths.
-        out_png: output PNG path (written atomically).
+        out_png: output PNG path (written atomically; an existing file only with ``overwrite``).
         n: number of rows.
+        overwrite: replace ``out_png`` if it exists.
 
     Returns:
         The PNG path.
     """
+    inputs = [root_or_paths] if isinstance(root_or_paths, (str, os.PathLike)) else []
+    guard_outputs({"preview": out_png}, inputs, overwrite=overwrite)
     if isinstance(root_or_paths, (str, os.PathLike)):
         index = build_index(root_or_paths)
         triplets = [(t.s1, t.s2, t.s2_cloudy) for t in index.triplets]

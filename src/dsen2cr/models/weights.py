@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
+import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +38,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from dsen2cr.errors import WeightsError
-from dsen2cr.io import atomic_output
+from dsen2cr.errors import WeightsError, first_line
+from dsen2cr.io import atomic_output, guard_outputs
 from dsen2cr.models.keras import read_keras
 
 __all__ = [
@@ -129,15 +129,6 @@ def _read_safetensors(p: Path) -> WeightRecord:
     return WeightRecord(arch, config, state, info, p, "safetensors")
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message, without terminal colour codes."""
-    lines = [ln.strip() for ln in _ANSI.sub("", str(exc)).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
 def _legacy_network_record(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The network record of a checkpoint written before :data:`CHECKPOINT_KEY` existed."""
     m = cfg["model"]
@@ -152,8 +143,15 @@ def _legacy_network_record(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def _read_checkpoint(p: Path) -> WeightRecord:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's multi-paragraph advice: keep the cause
+        cause = [ln.strip() for ln in str(exc).splitlines() if "Unpickler error" in ln]
+        detail = cause[0].split(":", 1)[-1].strip().split(". ")[0] if cause else first_line(exc)
+        raise WeightsError(
+            f"cannot read checkpoint {p}: it holds objects that are not plain tensors and "
+            f"values, refused without unpickling code ({detail})"
+        ) from None
     except Exception as exc:  # a torch.load failure has many exception types
-        raise WeightsError(f"cannot read checkpoint {p}: {_first_line(exc)}") from None
+        raise WeightsError(f"cannot read checkpoint {p}: {first_line(exc)}") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), Mapping):
         raise WeightsError(f"{p} is not a dsen2cr training checkpoint (no state_dict in it)")
     cfg = (ckpt.get("hyper_parameters") or {}).get("config")
@@ -182,8 +180,13 @@ def _read_checkpoint(p: Path) -> WeightRecord:
     return WeightRecord(arch, config, state, info, p, "checkpoint")
 
 
-def read_weights(path: str | os.PathLike[str]) -> WeightRecord:
+def read_weights(path: str | os.PathLike[str], format: str | None = None) -> WeightRecord:
     """Read any supported weight file (see the module docs) without building the network.
+
+    Args:
+        path: the file.
+        format: ``"safetensors"``, ``"keras"`` or ``"checkpoint"`` (default: by the suffix,
+            :func:`weight_format`).
 
     Raises:
         WeightsError: the file is missing, unreadable, or not a dsen2cr / DSen2-CR weight file.
@@ -191,7 +194,7 @@ def read_weights(path: str | os.PathLike[str]) -> WeightRecord:
     p = Path(path)
     if not p.is_file():
         raise WeightsError(f"weight file not found: {p}")
-    kind = weight_format(p)
+    kind = format or weight_format(p)
     if kind == "keras":
         config, state, info = read_keras(p)
         return WeightRecord("DSen2CR", config, state, info, p, "keras")
@@ -258,7 +261,7 @@ def build_strict(
         target(model).load_state_dict(record.state, strict=True)
     except RuntimeError as exc:
         raise WeightsError(
-            f"weights in {record.path} do not fit the recorded architecture: {_first_line(exc)}"
+            f"weights in {record.path} do not fit the recorded architecture: {first_line(exc)}"
         ) from None
     return model
 
@@ -296,17 +299,23 @@ def save_weights(
     return Path(path)
 
 
-def convert_weights(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> nn.Module:
+def convert_weights(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], overwrite: bool = False
+) -> nn.Module:
     """Convert any supported weight file (Keras HDF5, checkpoint, ...) to native safetensors.
 
+    Args:
+        src: the weight file.
+        dst: the ``.safetensors`` file to write (atomically).
+        overwrite: replace ``dst`` if it exists (else that is an error).
+
     Raises:
-        WeightsError: as :func:`load_weights`, or ``dst`` is the input file itself.
+        WeightsError: as :func:`load_weights`.
+        OptionError: ``dst`` is the input file itself (also through a link), or exists.
     """
-    s, d = Path(src), Path(dst)
-    if d.exists() and s.exists() and d.resolve() == s.resolve():
-        raise WeightsError(f"output {d} is the input file; choose another output path")
-    model = load_weights(s)
-    save_weights(model, d)
+    guard_outputs({"output": dst}, [src], overwrite=overwrite)
+    model = load_weights(src)
+    save_weights(model, dst)
     return model
 
 

@@ -19,6 +19,7 @@ import torch
 import torch.multiprocessing as mp
 
 from dsen2cr.errors import DataError, DSen2CRError, OptionError
+from dsen2cr.io import guard_outputs
 from dsen2cr.models import DSen2CR
 from dsen2cr.performance import resolve_device
 from dsen2cr.scene.predict import PredictOptions, predict
@@ -81,6 +82,7 @@ def predict_many(
     preview_dir: str | os.PathLike[str] | None = None,
     devices: Sequence[str] | None = None,
     options: PredictOptions | None = None,
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
     """Predict several scenes; with several devices, scenes are shared among them.
 
@@ -100,6 +102,7 @@ def predict_many(
             every CUDA device when ``options.device`` is auto/cuda and there are several, else
             ``options.device`` alone (sequential, in this process).
         options: the options of :func:`~dsen2cr.scene.predict.predict`.
+        overwrite: replace outputs that exist (else that is an error, before any scene runs).
 
     Returns:
         One summary per scene (see :func:`predict`), in input order.
@@ -131,8 +134,12 @@ def predict_many(
                 "mask_out": Path(mask_dir) / f"{name}_mask.tif" if mask_dir else None,
                 "preview": Path(preview_dir) / f"{name}_preview.png" if preview_dir else None,
                 "options": opts,
+                "overwrite": overwrite,
             }
         )
+    for job in jobs:  # fail early, before any output is written
+        guard_outputs({k: job[k] for k in ("out", "mask_out", "preview")}, [job["s2"], job["s1"]],
+                      overwrite=overwrite)  # fmt: skip
     if devices is None:
         d = opts.device.lower()
         n = torch.cuda.device_count() if d in ("auto", "cuda") else 0
@@ -178,6 +185,7 @@ def predict_scenes(
     mask_out: str | os.PathLike[str] | None = None,
     preview: str | os.PathLike[str] | None = None,
     options: PredictOptions | None = None,
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
     """What ``dsen2cr predict`` does: one scene to a file, or several scenes to folders.
 
@@ -193,6 +201,7 @@ def predict_scenes(
         mask_out: mask file or folder, or None.
         preview: preview PNG or folder, or None.
         options: the options of :func:`~dsen2cr.scene.predict.predict`.
+        overwrite: replace outputs that exist.
 
     Returns:
         One summary per scene.
@@ -203,15 +212,20 @@ def predict_scenes(
         sars = expand_inputs(s1, "S1 image") if s1 else []
         if len(sars) > 1:
             raise DSen2CRError(f"one S2 scene but {len(sars)} S1 images: give one S1 per S2")
+        sar = sars[0] if sars else None
+        weights = weights_or_model if isinstance(weights_or_model, (str, os.PathLike)) else None
+        guard_outputs({"out": out, "mask_out": mask_out, "preview": preview},
+                      [scenes[0], sar, weights], overwrite=overwrite)  # fmt: skip
         if out.suffix.lower() not in (".tif", ".tiff"):
             raise OptionError("out", f"{out}: expected a .tif file name (or an existing folder)")
-        sar = sars[0] if sars else None
         one = predict(
-            scenes[0], weights_or_model, out, sar, mask_out=mask_out, preview=preview, options=options
+            scenes[0], weights_or_model, out, sar, mask_out=mask_out, preview=preview,
+            options=options, overwrite=overwrite,
         )
         return [one]
     if out.suffix.lower() in (".tif", ".tiff"):
         raise OptionError("out", f"must be a folder for {len(scenes)} S2 scenes, not {out}")
     return predict_many(
-        scenes, weights_or_model, out, s1, mask_dir=mask_out, preview_dir=preview, options=options
+        scenes, weights_or_model, out, s1, mask_dir=mask_out, preview_dir=preview,
+        options=options, overwrite=overwrite,
     )

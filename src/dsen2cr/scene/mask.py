@@ -10,16 +10,20 @@ memory is bounded by a row of tiles, and the output is the same int8 Cloud-Optim
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from dsen2cr.io import guard_outputs
 from dsen2cr.performance import resolve_device
 from dsen2cr.scene.inputs import FileInputs
 from dsen2cr.scene.pipeline import TileComputer
 from dsen2cr.scene.predict import PredictOptions, add_seconds, mask_spec, mask_tags
-from dsen2cr.scene.sentinel2 import open_s2
+from dsen2cr.scene.sentinel2 import implausible_s2, open_s2
 from dsen2cr.scene.writers import bounded_gdal, write_scene
+
+log = logging.getLogger(__name__)
 
 
 def mask_scene(
@@ -27,6 +31,7 @@ def mask_scene(
     out: str | os.PathLike[str],
     *,
     options: PredictOptions | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write the cloud (1) / shadow (-1) / clear (0) mask of a Sentinel-2 scene.
 
@@ -36,6 +41,8 @@ def mask_scene(
             georeferencing gives an output without it), nodata -128 where the input is nodata.
         options: ``threshold``, ``tile``, ``device``, ``readers``, ``compress``, ``progress``
             of :class:`~dsen2cr.scene.predict.PredictOptions` (the network options are unused).
+        overwrite: replace ``out`` if it exists (else that is an error); ``out`` may never be
+            the input.
 
     Returns:
         ``{"s2", "out", "width", "height", "crs", "threshold", "cloud_fraction",
@@ -43,10 +50,14 @@ def mask_scene(
         "cog_seconds", ...}``; fractions are of all pixels of the scene.
 
     Raises:
-        DSen2CRError: the input is missing, unreadable or does not have 13 bands.
+        DSen2CRError: the input is missing, unreadable, does not have 13 bands or is all nodata;
+            ``out`` exists or is the input.
     """
     opts = options or PredictOptions()
+    guard_outputs({"out": out}, [s2], overwrite=overwrite)
     scene = open_s2(s2)
+    for warning in implausible_s2(scene):
+        log.warning("warning: %s", warning)
     dev = resolve_device(opts.device)
     inputs = FileInputs(scene, None)
     with bounded_gdal():

@@ -32,13 +32,14 @@ from torch import nn
 from dsen2cr import __version__
 from dsen2cr.cloudmask import DEFAULT_THRESHOLD
 from dsen2cr.errors import DataError, DSen2CRError, OptionError, WeightsError
+from dsen2cr.io import guard_outputs
 from dsen2cr.models import load_weights
 from dsen2cr.performance import SpeedOptions, check_precision, resolve_device
 from dsen2cr.scene.cog import COMPRESSIONS
 from dsen2cr.scene.inputs import ArrayInputs, FileInputs, SceneInputs, scene_shadow_statistics
 from dsen2cr.scene.pipeline import MaskSpec, TileComputer, run_tiles
-from dsen2cr.scene.sentinel1 import open_s1
-from dsen2cr.scene.sentinel2 import S2Scene, open_s2
+from dsen2cr.scene.sentinel1 import implausible_s1, open_s1
+from dsen2cr.scene.sentinel2 import S2Scene, implausible_s2, open_s2
 from dsen2cr.scene.writers import MASK_VALUES, ArraySink, bounded_gdal, write_scene
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,7 @@ def predict(
     mask_out: str | os.PathLike[str] | None = None,
     preview: str | os.PathLike[str] | None = None,
     options: PredictOptions | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Remove clouds from a whole Sentinel-2 scene and write a georeferenced result.
 
@@ -205,6 +207,8 @@ def predict(
             0 clear, -128 nodata (the same file ``dsen2cr mask`` writes).
         preview: optional PNG: input RGB, (SAR,) (mask,) prediction RGB side by side.
         options: tiling, device, precision, compression, ... (:class:`PredictOptions`).
+        overwrite: replace outputs that exist (else they are an error, as with rasterio's
+            ``rio``). An output that is an input, or another output, is always refused.
 
     Returns:
         A JSON-serialisable summary: paths, grid, tiles, timing (``seconds``: the mask
@@ -214,9 +218,13 @@ def predict(
 
     Raises:
         DSen2CRError: bad inputs (missing or corrupt files, wrong band counts, S1 not
-            overlapping S2, invalid weights or options). No output file is left behind.
+            overlapping S2, invalid weights or options), outputs that exist or are inputs, a
+            result without a single valid pixel. No output file is left behind.
     """
     opts = options or PredictOptions()
+    weights_file = weights_or_model if isinstance(weights_or_model, (str, os.PathLike)) else None
+    guard_outputs({"out": out, "mask_out": mask_out, "preview": preview},
+                  [s2, s1, weights_file], overwrite=overwrite)  # fmt: skip
     scene = open_s2(s2)
     dev = resolve_device(opts.device)
     net = tiling_model(weights_or_model, dev)
@@ -225,7 +233,9 @@ def predict(
         if s1 is None:
             raise DSen2CRError("the weights use SAR (sar_channels=2): give the Sentinel-1 image (s1)")
         s1src = open_s1(s1, scene, linear=opts.s1_linear)
-    elif s1 is not None:
+    for warning in implausible_s2(scene) + (implausible_s1(s1src) if s1src else []):
+        log.warning("warning: %s", warning)
+    if s1src is None and s1 is not None:
         log.warning("note: the weights do not use SAR; ignoring the S1 input %s", s1)
     batch = opts.batch_for(dev)
     inputs = FileInputs(scene, s1src)

@@ -27,7 +27,7 @@ from rasterio.warp import transform_bounds
 from dsen2cr.errors import DataError
 from dsen2cr.io import check_band_count, check_readable, no_georef_warning, open_raster
 from dsen2cr.scaling import S1_BANDS
-from dsen2cr.scene.sentinel2 import S2Scene
+from dsen2cr.scene.sentinel2 import S2Scene, sample_windows
 
 WARP_TOLERANCE = 1e-6
 """Maximum error (source pixels) of GDAL's approximate transformer used for S1 reprojection."""
@@ -133,6 +133,35 @@ class S1Reader:
             with np.errstate(divide="ignore", invalid="ignore"):
                 data = np.where(data > 0, 10.0 * np.log10(data), np.nan).astype(np.float32)
         return data
+
+
+def implausible_s1(source: S1Source) -> list[str]:
+    """What looks wrong with the units of an S1 file, from a sample of it.
+
+    Returns:
+        One sentence per finding: values that look like linear power given as dB (most values
+        > 0 and small), or dB given as linear power (negative values).
+    """
+    with no_georef_warning(), rasterio.open(source.path) as ds:
+        try:
+            parts = [ds.read(window=w).astype(np.float64).reshape(ds.count, -1)
+                     for w in sample_windows(ds.height, ds.width)]  # fmt: skip
+        except RasterioError:
+            return []
+        nodata = ds.nodata
+    values = np.concatenate(parts, axis=1)
+    values = values[np.isfinite(values)]
+    if nodata is not None and np.isfinite(nodata):
+        values = values[values != nodata]
+    if not values.size:
+        return []
+    if not source.linear and np.median(values) > 0 and values.max() <= 10:
+        return [f"S1 image {source.path}: values look like linear power (median "
+                f"{np.median(values):.3g} > 0), not dB; linear input needs s1_linear"]  # fmt: skip
+    if source.linear and values.min() < 0:
+        return [f"S1 image {source.path} was given as linear power but has negative values "
+                f"(down to {values.min():.3g}): it looks like dB"]  # fmt: skip
+    return []
 
 
 def open_s1(

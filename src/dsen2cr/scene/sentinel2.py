@@ -213,6 +213,55 @@ class S2Reader:
         return dn, valid
 
 
+SAMPLE_GRID = 4
+"""Windows per axis that :func:`implausible_s2` reads (16 windows of :data:`SAMPLE_SIZE`)."""
+SAMPLE_SIZE = 64
+
+
+def sample_windows(height: int, width: int) -> list[Window]:
+    """A few small windows spread over a grid (each decodes about one block)."""
+    h, w = min(SAMPLE_SIZE, height), min(SAMPLE_SIZE, width)
+    rows = sorted({round(i * (height - h) / max(1, SAMPLE_GRID - 1)) for i in range(SAMPLE_GRID)})
+    cols = sorted({round(i * (width - w) / max(1, SAMPLE_GRID - 1)) for i in range(SAMPLE_GRID)})
+    return [Window(c, r, w, h) for r in rows for c in cols]
+
+
+def implausible_s2(scene: S2Scene) -> list[str]:
+    """What is far outside L1C digital-number conventions in a sample of the scene (GeoTIFFs).
+
+    Returns:
+        One sentence per finding (empty for a plausible input): an 8-bit file, negative values,
+        or values that look like reflectance in [0, 1] instead of DN.
+    """
+    if scene.kind != "geotiff":
+        return []  # products are L1C by construction
+    out = []
+    with no_georef_warning(), rasterio.open(scene.band_paths[0]) as ds:
+        dtype = np.dtype(ds.dtypes[0])
+        if dtype.itemsize == 1:
+            out.append(f"S2 image {scene.path} is {dtype}: L1C digital numbers (reflectance x "
+                       "10000) need 16 bits; an 8-bit picture cannot be turned back into them")  # fmt: skip
+        try:
+            parts = [ds.read(window=w).astype(np.float64) for w in sample_windows(ds.height, ds.width)]
+        except RasterioError:
+            return out  # corrupt data is reported where it is read
+    sample = np.concatenate([p.reshape(13, -1) for p in parts], axis=1)
+    valid = (sample != 0).any(axis=0) & np.isfinite(sample).all(axis=0)
+    if scene.nodata is not None and scene.nodata != 0:
+        valid &= (sample != scene.nodata).any(axis=0)
+    values = sample[:, valid]
+    if values.size:
+        lo, hi = float(values.min()), float(values.max())
+        if lo < 0:
+            out.append(f"S2 image {scene.path} has negative values (down to {lo:g}): L1C digital "
+                       "numbers are >= 0")  # fmt: skip
+        if hi <= 2.0:
+            out.append(f"S2 image {scene.path} has values of at most {hi:.3g}: they look like "
+                       "reflectance in [0, 1], but dsen2cr expects digital numbers (reflectance "
+                       "x 10000)")  # fmt: skip
+    return out
+
+
 def open_s2(path: str | os.PathLike[str]) -> S2Scene:
     """Inspect a Sentinel-2 input and describe its 10 m grid.
 

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import rasterio
 
+from dsen2cr.errors import DataError
 from dsen2cr.figures import mask_composite, new_figure, rgb_composite, sar_composite, save_figure
-from dsen2cr.io import atomic_output, no_georef_warning
+from dsen2cr.io import atomic_output, no_georef_warning, staging_path
 from dsen2cr.scaling import S2_BANDS, scaled_to_s2
 from dsen2cr.scene.cog import temporary_compression, write_cog
 from dsen2cr.scene.inputs import SceneInputs
@@ -66,15 +67,18 @@ def mask_with_nodata(result: TileResult) -> np.ndarray:
 
 @dataclass
 class Counters:
-    """Pixel counts of a scene: nodata of the output, cloud and shadow among valid S2 pixels."""
+    """Pixel counts of a scene: nodata of the output, valid S2 pixels, and cloud and shadow
+    among them."""
 
     nodata: int = 0
+    s2_valid: int = 0
     cloud: int = 0
     shadow: int = 0
 
     def add(self, ok: np.ndarray, s2ok: np.ndarray, mask: np.ndarray | None) -> None:
         """Count one core: ``ok`` valid output pixels, ``s2ok`` valid S2 pixels, the mask."""
         self.nodata += int(ok.size - ok.sum())
+        self.s2_valid += int(s2ok.sum())
         if mask is not None:
             self.cloud += int(np.count_nonzero((mask == 1) & s2ok))
             self.shadow += int(np.count_nonzero((mask == -1) & s2ok))
@@ -165,11 +169,6 @@ def gtiff_profile(grid: Any, dtype: str, count: int, nodata: float, block: int |
     return profile
 
 
-def stage_path(final: Path, tag: str = "stage") -> Path:
-    """The hidden staging file of an output, beside it, named after this process."""
-    return final.with_name(f".{final.stem}.{tag}-{os.getpid()}.tif")
-
-
 class SceneWriter:
     """Staging GeoTIFFs of a scene's prediction and/or mask, turned into COGs at the end.
 
@@ -195,8 +194,8 @@ class SceneWriter:
         with_mask: bool = False,
     ) -> None:
         self.grid = grid
-        self.stage_prediction = stage_path(prediction) if prediction is not None else None
-        self.stage_mask = stage_path(mask) if mask is not None else None
+        self.stage_prediction = staging_path(prediction, "stage") if prediction is not None else None
+        self.stage_mask = staging_path(mask, "stage") if mask is not None else None
         self.block = stage_block(tile)
         self.counters = Counters()
         self.preview = Preview(grid.height, grid.width, with_sar, with_mask) if preview else None
@@ -285,6 +284,26 @@ class ArraySink:
         yield write
 
 
+def check_valid(counters: Counters, grid: Any, inputs: Any) -> None:
+    """A result without a single valid pixel is an error (and its files are not kept).
+
+    Raises:
+        DataError: every S2 pixel is nodata, or no valid S2 pixel has valid S1 under it.
+    """
+    n = grid.height * grid.width
+    if counters.s2_valid == 0:
+        raise DataError(
+            f"S2 image {grid.path} has no valid pixel (every pixel is nodata: all bands 0, the "
+            "file's nodata value, or not finite); nothing to write"
+        )
+    if counters.nodata == n:
+        s1 = getattr(getattr(inputs, "s1", None), "path", None)
+        raise DataError(
+            f"no valid S2 pixel of {grid.path} has valid S1 data from {s1} (S1 is nodata or NaN "
+            "wherever the scenes overlap); nothing to write"
+        )
+
+
 @contextlib.contextmanager
 def bounded_gdal() -> Iterator[None]:
     """The GDAL settings of a scene run: no warning for rasters without georeferencing, and
@@ -353,6 +372,7 @@ def write_scene(
         try:
             timing = run_tiles(inputs, computer, writer.sink, tile=tile, batch=batch,
                                readers=readers, progress=progress, desc=title)  # fmt: skip
+            check_valid(writer.counters, grid, inputs)
             t_cog = time.perf_counter()
             writer.to_cog(tmp_out, tmp_mask, compress=compress, tags=tags, mask_tags=mask_tags)
             timing["cog_seconds"] = time.perf_counter() - t_cog

@@ -5,11 +5,16 @@ Everything runs through PyTorch Lightning: checkpoints (every epoch, ``last`` an
 bf16 mixed precision and data-parallel training on several GPUs / nodes (DDP). Multi-process
 jobs are started with Lightning's own launchers (``torchrun`` or SLURM ``srun``), nothing
 home-made: every process runs the same ``dsen2cr train`` command.
+
+What can be checked is checked before the Trainer starts (:func:`preflight`): the config (when it
+is read), the resume checkpoint, and the data - the splits hold triplets and the crop fits the
+patches. A run that fails or is interrupted before its first checkpoint leaves no run folder.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -24,12 +29,16 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from dsen2cr.data.datamodule import SEN12MSCRDataModule
-from dsen2cr.errors import DSen2CRError
-from dsen2cr.io import atomic_output
+from dsen2cr.data.dataset import S2_DTYPES, open_patch
+from dsen2cr.errors import ConfigError, DataError, DSen2CRError
+from dsen2cr.io import atomic_output, new_folders, remove_empty
+from dsen2cr.models import read_weights
 from dsen2cr.training.base import CloudRemovalModule
 from dsen2cr.training.config import TrainConfig, load_config
 from dsen2cr.training.dsen2cr import DSen2CRModule
 from dsen2cr.training.pix2pix import Pix2PixModule
+
+log = logging.getLogger(__name__)
 
 MODULES: dict[str, type[CloudRemovalModule]] = {"dsen2cr": DSen2CRModule, "pix2pix": Pix2PixModule}
 """The LightningModule of each model family (``model.name``)."""
@@ -112,11 +121,41 @@ def _resolve_resume(resume: str | os.PathLike[str] | None, ckpt_dir: Path) -> Pa
         p = ckpt_dir / "last.ckpt"
         if not p.is_file():
             raise DSen2CRError(f"--resume last: no checkpoint {p} (was this run started?)")
-        return p
-    p = Path(resume)
-    if not p.is_file():
-        raise DSen2CRError(f"resume checkpoint not found: {p}")
+    else:
+        p = Path(resume)
+        if not p.is_file():
+            raise DSen2CRError(f"resume checkpoint not found: {p}")
+    read_weights(p, format="checkpoint")  # a corrupt or foreign checkpoint is one line, now
     return p
+
+
+def preflight(config: TrainConfig, datamodule: L.LightningDataModule) -> None:
+    """Check the data before the Trainer starts (so a problem is one line, not an hour later).
+
+    For a :class:`~dsen2cr.data.datamodule.SEN12MSCRDataModule`: the train split holds triplets,
+    and the training crop fits the patches (read from the first triplet's cloudy image).
+
+    Raises:
+        DSen2CRError: a split without triplets, or a crop larger than the patches.
+    """
+    if not isinstance(datamodule, SEN12MSCRDataModule):
+        return
+    train_set = datamodule.dataset("train")
+    if len(train_set) == 0:
+        raise DataError(f"the train split of {config.data.root} holds no complete triplet")
+    first = train_set.triplets[0]
+    src = open_patch(first.s2_cloudy, "S2 cloudy image", 13, S2_DTYPES)
+    with src:
+        h, w = src.height, src.width
+    crop = config.data.crop_size
+    if crop is not None and crop > min(h, w):
+        raise ConfigError(
+            f"config key data.crop_size is {crop}, larger than the patches of {config.data.root} "
+            f"({h} x {w}, e.g. {first.s2_cloudy})"
+        )
+    if len(datamodule.dataset("val")) == 0:
+        log.warning("the val split of %s holds no triplet: no validation, the last checkpoint "
+                    "is exported", config.data.root)  # fmt: skip
 
 
 def _global_rank() -> int:
@@ -160,6 +199,7 @@ def train(
     cfg = load_config(config, overrides)
     run_dir = cfg.run_dir
     ckpt_dir = run_dir / "checkpoints"
+    created = new_folders(run_dir)  # removed again if the run fails before its first checkpoint
     resume_path = _resolve_resume(resume, ckpt_dir)
     existing = sorted(ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
     if resume_path is None and existing:
@@ -174,6 +214,7 @@ def train(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = build_module(cfg)
     dm = datamodule if datamodule is not None else build_datamodule(cfg)
+    preflight(cfg, dm)
 
     ckpt_cb = ModelCheckpoint(
         dirpath=ckpt_dir,
@@ -195,7 +236,13 @@ def train(
         callbacks=[ckpt_cb, _WriteConfig(cfg, run_dir / "config.yaml"), *callbacks],
         **cfg.trainer.lightning_kwargs(),
     )
-    trainer.fit(module, datamodule=dm, ckpt_path=str(resume_path) if resume_path else None)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume_path) if resume_path else None)
+    except BaseException:  # Lightning turns an interrupt into SystemExit(1)
+        if created and trainer.is_global_zero and not any(ckpt_dir.glob("*.ckpt")):
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing to resume: leave no debris
+            remove_empty(created[1:])
+        raise
 
     best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
     last = Path(ckpt_cb.last_model_path) if ckpt_cb.last_model_path else None

@@ -48,6 +48,8 @@ def test_quick_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "report.md" in printed and "reconstruction check" in printed
     for name in ("metrics.json", "metrics.csv", "table.md", "band_nrmse.png", "examples.png",
                  "training_curves.png", "report.md", "report.html", "demo.json",
+                 "scenes/metrics.json", "scenes/scene_examples.png", "scenes/scene_spectra.png",
+                 "scenes/scene_60m.png",
                  f"configs/{SAR_NAME}.yaml", f"configs/{NOSAR_NAME}.yaml"):  # fmt: skip
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
@@ -58,6 +60,7 @@ def test_quick_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     report = (out / "report.md").read_text()
     assert "| dsen2cr_carl_sar |" in report and "![" in report
     assert "Reconstruction check" in report
+    assert "## Large scenes" in report and "![" in report and "scenes/scene_spectra.png" in report
     summary = json.loads((out / "demo.json").read_text())
     assert set(summary) == {"ordering_ok", "ordering", "report", "seconds"}
 

@@ -14,12 +14,21 @@ Matplotlib is used with the non-interactive Agg backend.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from dsen2cr.io import atomic_output
-from dsen2cr.scaling import REFLECTANCE_SCALE, RGB_BANDS, S1_CLIP_DB, S2_BANDS, as_numpy, is_tensor
+from dsen2cr.scaling import (
+    REFLECTANCE_SCALE,
+    RGB_BANDS,
+    S1_CLIP_DB,
+    S2_BANDS,
+    S2_RESOLUTION_M,
+    as_numpy,
+    is_tensor,
+)
 
 RGB_STRETCH_DN: tuple[float, float] = (0.0, 3000.0)
 """Default fixed stretch for RGB composites, in DN (reflectance 0 to 0.3)."""
@@ -114,6 +123,32 @@ def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 110) -> None:
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
+
+
+def pick_examples(cloud_fractions: Sequence[float], k: int) -> list[int]:
+    """Deterministic choice of ``k`` example images spread over the range of cloud cover.
+
+    Images with some cloud are preferred (cloud removal has nothing to show on a clear patch);
+    among them the ones at evenly spaced quantiles of the cloud fraction, from light to full
+    cover, are taken; ties are broken by position.
+
+    Args:
+        cloud_fractions: cloud-or-shadow fraction of each image, in [0, 1].
+        k: number of examples wanted.
+
+    Returns:
+        Up to ``k`` distinct positions into ``cloud_fractions``, by increasing cloud fraction.
+    """
+    if k <= 0 or not cloud_fractions:
+        return []
+    order = sorted(range(len(cloud_fractions)), key=lambda i: (cloud_fractions[i], i))
+    cloudy = [i for i in order if cloud_fractions[i] > 0.0]
+    pool = cloudy if len(cloudy) >= k else order
+    if len(pool) <= k:
+        return sorted(pool, key=lambda i: (cloud_fractions[i], i))
+    picks = np.linspace(0.15, 0.85, k) if k > 1 else np.array([0.5])
+    positions = sorted({round(q * (len(pool) - 1)) for q in picks})
+    return [pool[p] for p in positions]
 
 
 # --------------------------------------------------------------------------- report plots
@@ -271,4 +306,144 @@ def training_curves_plot(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     ax.xaxis.get_major_locator().set_params(integer=True)
+    save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- large scenes
+_RESOLUTION_MARKERS = {10: "o", 20: "^", 60: "s"}
+"""Marker of each band resolution in metres (paper Fig. 10): circle, triangle, square."""
+
+
+def _band_markers(ax: Any, values: np.ndarray, colour: str, label: str) -> None:
+    """One line over the 13 bands with markers by band resolution."""
+    x = np.arange(len(S2_BANDS))
+    ax.plot(x, values, "-", color=colour, lw=1.2, label=label)
+    for res, marker in _RESOLUTION_MARKERS.items():
+        idx = [i for i, b in enumerate(S2_BANDS) if S2_RESOLUTION_M[b] == res]
+        ax.plot(idx, values[idx], marker, color=colour, ms=5, ls="none")
+
+
+def scene_examples_figure(
+    scenes: list[dict[str, Any]],
+    model_names: list[str],
+    path: str | os.PathLike[str],
+    stretch: str | tuple[float, float] = RGB_STRETCH_DN,
+) -> None:
+    """Large scenes as in paper Fig. 9: cloudy input, each model's prediction, target (RGB).
+
+    Args:
+        scenes: one dict per row: ``"label"`` (str), ``"cloudy"``, ``"target"`` (13, h, w) DN
+            and ``"predictions"`` ``{name: (13, h, w) DN}`` (decimated scenes; 0 = nodata,
+            drawn black).
+        model_names: models to show, in column order.
+        path: output PNG.
+        stretch: RGB stretch (:func:`rgb_composite`).
+    """
+    if not scenes:
+        raise ValueError("scene_examples_figure needs at least one scene")
+    cols = 2 + len(model_names)
+    fig, axes = new_figure(len(scenes), cols, size=3.0)
+    for r, sc in enumerate(scenes):
+        panels = [("cloudy input", sc["cloudy"])]
+        panels += [(name, sc["predictions"][name]) for name in model_names]
+        panels.append(("cloud-free target", sc["target"]))
+        for c, (label, img) in enumerate(panels):
+            axes[r, c].imshow(rgb_composite(img, stretch), interpolation="nearest")
+            axes[r, c].set_title(label, fontsize=8)
+        axes[r, 0].set_ylabel(str(sc.get("label", "")), fontsize=7)
+    fig.suptitle("Large test scenes mosaicked from SEN12MS-CR patches (cf. paper Fig. 9); "
+                 "RGB = B4, B3, B2", fontsize=9)  # fmt: skip
+    save_figure(fig, path)
+
+
+def scene_spectra_figure(
+    scenes: list[dict[str, Any]],
+    model_names: list[str],
+    path: str | os.PathLike[str],
+) -> None:
+    """Per-channel nRMSE and the central pixel's spectra of large scenes (paper Fig. 10).
+
+    Markers by band resolution: circles 10 m, triangles 20 m, squares 60 m.
+
+    Args:
+        scenes: one dict per row: ``"label"``, ``"band_nrmse"`` ``{name: (13,) percent}`` and
+            ``"spectra"`` ``{"input": (13,), "target": (13,), name: (13,)}`` in reflectance,
+            with ``"pixel"`` ``(row, col)`` of the pixel.
+        model_names: models to show.
+        path: output PNG.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    if not scenes:
+        raise ValueError("scene_spectra_figure needs at least one scene")
+    fig, axes = plt.subplots(len(scenes), 2, figsize=(11.0, 3.0 * len(scenes)), squeeze=False)
+    x = np.arange(len(S2_BANDS))
+    for r, sc in enumerate(scenes):
+        ax = axes[r, 0]
+        for i, name in enumerate(model_names):
+            _band_markers(ax, np.asarray(sc["band_nrmse"][name], np.float64), f"C{i}", name)
+        ax.set_ylabel("nRMSE (%)")
+        ax.set_title(f"{sc.get('label', '')}: per-channel nRMSE", fontsize=9)
+        ax = axes[r, 1]
+        spectra = sc["spectra"]
+        _band_markers(ax, np.asarray(spectra["input"], np.float64), "0.55", "cloudy input")
+        for i, name in enumerate(model_names):
+            _band_markers(ax, np.asarray(spectra[name], np.float64), f"C{i}", name)
+        _band_markers(ax, np.asarray(spectra["target"], np.float64), "k", "target")
+        row, col = sc.get("pixel", ("?", "?"))
+        ax.set_ylabel("TOA reflectance")
+        ax.set_title(f"central pixel (row {row}, col {col}): spectra", fontsize=9)
+        for a in axes[r]:
+            a.set_xticks(x)
+            a.set_xticklabels(S2_BANDS, fontsize=7)
+            a.grid(alpha=0.3)
+        axes[r, 1].legend(fontsize=7, loc="best")
+        axes[r, 0].legend(fontsize=7, loc="best")
+    marks = [Line2D([], [], marker=m, color="0.3", ls="none", label=f"{res} m")
+             for res, m in _RESOLUTION_MARKERS.items()]  # fmt: skip
+    fig.legend(handles=marks, loc="upper right", fontsize=8, title="band resolution",
+               title_fontsize=8)  # fmt: skip
+    fig.suptitle("Large test scenes (cf. paper Fig. 10)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.92, 0.97))
+    save_figure(fig, path)
+
+
+def scene_60m_figure(
+    scenes: list[dict[str, Any]],
+    model_name: str,
+    path: str | os.PathLike[str],
+) -> None:
+    """The 60 m channels B1, B9 and B10 of large scenes: input, prediction, target (Fig. 12).
+
+    Each band is shown in grey with one stretch per band and scene (the 2nd-98th percentiles of
+    the target), the same for its input, prediction and target.
+
+    Args:
+        scenes: one dict per scene: ``"label"``, ``"cloudy"``, ``"target"`` (13, h, w) DN and
+            ``"predictions"`` ``{model_name: (13, h, w) DN}``.
+        model_name: the model whose prediction is shown.
+        path: output PNG.
+    """
+    if not scenes:
+        raise ValueError("scene_60m_figure needs at least one scene")
+    bands = [S2_BANDS.index(b) for b in ("B1", "B9", "B10")]
+    fig, axes = new_figure(len(scenes) * 3, len(bands), size=2.4)
+    for s, sc in enumerate(scenes):
+        rows = [("input", sc["cloudy"]), (model_name, sc["predictions"][model_name]),
+                ("target", sc["target"])]  # fmt: skip
+        for c, b in enumerate(bands):
+            t = _np(sc["target"])[b].astype(np.float64)
+            ok = t[t > 0]
+            lo, hi = np.percentile(ok, [2, 98]) if ok.size else (0.0, 1.0)
+            for k, (label, img) in enumerate(rows):
+                ax = axes[3 * s + k, c]
+                ax.imshow(_np(img)[b].astype(np.float64), cmap="gray", vmin=lo,
+                          vmax=max(hi, lo + 1.0), interpolation="nearest")  # fmt: skip
+                ax.set_title(f"{S2_BANDS[b]} {label}", fontsize=8)
+            axes[3 * s, 0].set_ylabel(str(sc.get("label", "")), fontsize=7)
+    fig.suptitle("60 m channels B1, B9, B10 of large test scenes (cf. paper Fig. 12)", fontsize=9)
     save_figure(fig, path)

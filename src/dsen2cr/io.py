@@ -19,6 +19,7 @@ Rasters:
   clear :class:`~dsen2cr.errors.DataError` for a missing, corrupt or wrongly shaped file.
 * :func:`check_readable` - decode the first and the last block of a raster, so that a truncated
   or corrupt file fails at once with a clear message rather than hours into a run.
+* :func:`bounded_gdal` - cap GDAL's block cache for runs over whole scenes.
 * :func:`no_georef_warning` - silence rasterio's warning about rasters without georeferencing
   (some SEN12MS-CR copies have none; they are valid inputs).
 """
@@ -42,6 +43,9 @@ from rasterio.windows import Window
 from dsen2cr.errors import DataError, OptionError, OutputExistsError
 
 PathLike = str | os.PathLike[str]
+
+GDAL_CACHEMAX_MB = 64
+"""GDAL block cache of a run over a whole scene when the environment does not set GDAL_CACHEMAX."""
 
 
 # --------------------------------------------------------------------------- staging files
@@ -233,6 +237,23 @@ def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@contextlib.contextmanager
+def bounded_gdal() -> Iterator[None]:
+    """The GDAL settings of a run over a whole scene: no warning for rasters without
+    georeferencing, and GDAL's block cache capped at :data:`GDAL_CACHEMAX_MB` (unless
+    ``GDAL_CACHEMAX`` is set).
+
+    GDAL's cache defaults to 5 % of RAM and would keep every block of a scene read or written
+    once; scene prediction and mosaicking touch each block once anyway (row chunks, strips), so
+    the cap bounds host memory by the tiles or strips, not the scene, at no cost in speed.
+    """
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(no_georef_warning())
+        if "GDAL_CACHEMAX" not in os.environ:
+            stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHEMAX_MB))
+        yield
 
 
 @contextlib.contextmanager

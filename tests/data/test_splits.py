@@ -10,6 +10,7 @@ import pytest
 
 from dsen2cr.data import SEN12MSCR, TEST_ROIS, VAL_ROIS, build_index, default_split, read_split_file
 from dsen2cr.data.layout import FLAT_FOLDERS
+from dsen2cr.data.splits import index_summary
 from dsen2cr.errors import DataError, DSen2CRError
 from tests.conftest import write_raster_file
 from tests.data.fake_sen12mscr import default_arrays
@@ -54,6 +55,33 @@ def test_split_file_csv(small_root: Path, tmp_path: Path, caplog: pytest.LogCapt
     odd.write_text("a;b\n")
     with pytest.raises(DataError, match="unknown format"):
         read_split_file(odd)
+
+
+def test_split_file_per_patch_list(small_root: Path, tmp_path: Path) -> None:
+    """One relative path per line (any modality, published or flat names) is one split."""
+    f = tmp_path / "test.txt"
+    f.write_text(
+        "# patches of a published test list\n\n"
+        "ROIs1158_spring/ROIs1158_spring_s2_cloudy/s2_cloudy_106/ROIs1158_spring_s2_cloudy_106_p10.tif\n"
+        "ROIs2017_winter_s1/s1_1/ROIs2017_winter_s1_1_p2.tif\n"
+        "s2_cloudFree\\ROIs1158_spring_1_p1.tif\n"
+        "ROIs1158_spring_s2/s2_44/ROIs1158_spring_s2_44_p7.tif\n"  # not in the data
+    )
+    kind, rows = read_split_file(f)
+    assert kind == "patches"
+    assert rows == [("spring", 106, 10), ("winter", 1, 2), ("spring", 1, 1), ("spring", 44, 7)]
+    for split in ("train", "test", "all"):  # the list selects its patches whatever the split
+        ds = SEN12MSCR(small_root, split, split_file=f)
+        assert sorted((t.season, t.roi, t.patch) for t in ds.triplets) == [
+            ("spring", 1, 1), ("spring", 106, 10), ("winter", 1, 2)
+        ]
+        assert ds.report["missing"] == 1
+    summary = index_summary(small_root, split_file=f)
+    assert summary["splits"] == {"listed": {"spring": 2, "winter": 1}}
+    bad = tmp_path / "bad.txt"
+    bad.write_text("ROIs1158_spring_s2_cloudy_106_p10.tif\nnotes/readme.tif\n")
+    with pytest.raises(DataError, match=r"line 2: 'notes/readme.tif' is not a SEN12MS-CR patch"):
+        read_split_file(bad)
 
 
 @pytest.mark.parametrize("delim", ["\t", ","])

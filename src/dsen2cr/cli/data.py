@@ -57,7 +57,7 @@ def add_index(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("root", type=Path, help="dataset root folder")
     p.add_argument("--split-file", type=Path, default=None,
-                   help="CSV (split,season,roi,patch) or DSen2-CR file list")
+                   help="CSV (split,season,roi,patch), DSen2-CR file list or per-patch list")
     p.add_argument("--refresh", action="store_true", help="re-walk even if the cache is valid")
     p.add_argument("--cache-dir", type=Path, default=None, help="folder of the index cache")
     p.add_argument("--verify", action="store_true",
@@ -90,3 +90,45 @@ def add_index(sub: argparse._SubParsersAction) -> None:
         return 0
 
     p.set_defaults(func=run)
+
+
+def add_mosaic(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "mosaic",
+        help="put the patches of each SEN12MS-CR ROI back together into large scenes",
+        description="For every (season, ROI) of a split, place its patches by their "
+        "georeferencing on their common grid and write OUT/<season folder>_<roi>_s2_cloudy.tif, "
+        "_s2.tif and _s1.tif (tiled GeoTIFFs; nodata 0 for S2 and NaN for S1 where no patch "
+        "lies). Where overlapping patches disagree the first patch is kept and the disagreement "
+        "is reported. Memory is bounded by a row of patches. "
+        "Python: dsen2cr.data.mosaic.mosaic_split.",
+    )
+    p.add_argument("root", type=Path, help="SEN12MS-CR root folder")
+    p.add_argument("out", type=Path, help="output folder")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                   help="split whose ROIs are mosaicked (default test)")
+    p.add_argument("--season", default=None, choices=["spring", "summer", "fall", "winter"],
+                   help="only this season")
+    p.add_argument("--roi", type=int, default=None, metavar="N", help="only this ROI number")
+    p.add_argument("--split-file", type=Path, default=None,
+                   help="split definition (CSV, DSen2-CR file list or per-patch list)")
+    add_overwrite(p, "mosaics")
+
+    def run(a: argparse.Namespace) -> int:
+        from dsen2cr.data.mosaic import mosaic_split
+
+        def report(scene: str, results: dict) -> None:
+            r = results["s2_cloudy"]
+            bad = {m: x.disagreeing_pixels for m, x in results.items() if x.disagreements}
+            note = (", disagreeing pixels: " + ", ".join(f"{m} {n}" for m, n in bad.items())
+                    if bad else "")  # fmt: skip
+            print(f"{scene}: {r.width} x {r.height} px from {r.patches} patches, "
+                  f"{100 * r.covered_fraction:.1f} % covered{note}", flush=True)  # fmt: skip
+
+        results = mosaic_split(a.root, a.out, split=a.split, season=a.season, roi=a.roi,
+                               split_file=a.split_file, overwrite=a.overwrite,
+                               progress=sys.stderr.isatty(), on_scene=report)  # fmt: skip
+        print(f"wrote {3 * len(results)} mosaics of {len(results)} scene(s) to {a.out}")
+        return 0
+
+    p.set_defaults(func=run, flags={"out": "output"})

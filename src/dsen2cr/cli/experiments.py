@@ -52,19 +52,29 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="score models on a SEN12MS-CR split (paper Table 1, Figs. 6-11)",
+        help="score models on a SEN12MS-CR split (paper Table 1, Figs. 6-12)",
         description="Run weight files (native safetensors, Keras .hdf5, pix2pix generators, "
         "Lightning .ckpt) and the identity baseline over every whole patch of a SEN12MS-CR "
         "split; write metrics.json, metrics.csv (per image), table.md (paper Table 1 layout), "
-        "band_nrmse.png and examples.png to --out. Python: dsen2cr.evaluation.evaluate.",
+        "band_nrmse.png and examples.png to --out. With --scenes, also mosaic every ROI of the "
+        "split into a large scene, predict it tile by tile and score it (--out/scenes/). Every "
+        "value follows one declared metric protocol (--protocol; --list-protocols shows them). "
+        "Python: dsen2cr.evaluation.evaluate.",
     )
-    p.add_argument("--weights", type=Path, nargs="+", required=True, metavar="W",
-                   help="weight files to evaluate")
-    p.add_argument("--data", type=Path, required=True, metavar="ROOT",
-                   help="SEN12MS-CR root folder")
+    p.add_argument("--weights", type=Path, nargs="+", default=None, metavar="W",
+                   help="weight files to evaluate (required)")
+    p.add_argument("--data", type=Path, default=None, metavar="ROOT",
+                   help="SEN12MS-CR root folder (required)")
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                    help="split to evaluate (default test)")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (required)")
+    p.add_argument("--protocol", default="dsen2cr", metavar="NAME",
+                   help="metric protocol: dsen2cr (default), uncrtaints, glf-cr")
+    p.add_argument("--list-protocols", action="store_true",
+                   help="print every metric protocol's conventions and exit")
+    p.add_argument("--scenes", action="store_true",
+                   help="also evaluate large scenes mosaicked from the split's ROIs "
+                   "(paper Sec. 4.4, Figs. 9, 10, 12) into --out/scenes")
     p.add_argument("--name", nargs="+", default=None, metavar="NAME",
                    help="one model name per weight file (default: file stems)")
     p.add_argument("--batch", type=int, default=8, help="patches per forward pass (default 8)")
@@ -79,17 +89,72 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 
     def run(a: argparse.Namespace) -> None:
         from dsen2cr.evaluation import evaluate, format_table
+        from dsen2cr.metrics import describe_protocol, protocol_names
 
+        if a.list_protocols:
+            print("\n\n".join(describe_protocol(n) for n in protocol_names()))
+            return
+        missing = [f for f, v in (("--weights", a.weights), ("--data", a.data), ("--out", a.out))
+                   if v is None]  # fmt: skip
+        if missing:
+            p.error(f"the following arguments are required: {', '.join(missing)}")
         result = evaluate(
             a.weights, a.data, split=a.split, out_dir=a.out, names=a.name,
             batch_size=a.batch, device=a.device, num_workers=a.num_workers,
             max_images=a.max_images, examples=a.examples, split_file=a.split_file,
-            overwrite=a.overwrite,
+            overwrite=a.overwrite, protocol=a.protocol, scenes=a.scenes,
         )  # fmt: skip
         print(format_table(result), end="")
-        print(f"wrote {a.out}/metrics.json, metrics.csv, table.md and figures")
+        print(f"wrote {a.out}/metrics.json, metrics.csv, table.md and figures"
+              + (f"; scenes in {a.out}/scenes" if a.scenes else ""))  # fmt: skip
 
     p.set_defaults(func=run, flags={"batch_size": "--batch", "names": "--name"})
+
+
+def add_table(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "table",
+        help="put evaluation results side by side (paper Table 1 layout)",
+        description="Read the metrics.json of one or more `dsen2cr evaluate` runs and print "
+        "their models as one Markdown table in the layout of the paper's Table 1, optionally "
+        "with the paper's own rows (--paper). Results computed under different metric "
+        "protocols are refused. Python: dsen2cr.evaluation.format_table.",
+    )
+    p.add_argument("results", type=Path, nargs="+", metavar="METRICS_JSON",
+                   help="metrics.json files (or the folders holding them)")
+    p.add_argument("--paper", action="store_true",
+                   help="add the paper's Table 1 rows (protocol dsen2cr)")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE",
+                   help="also write the table to FILE (Markdown)")
+    add_overwrite(p, "--out file")
+
+    def run(a: argparse.Namespace) -> None:
+        from dsen2cr.errors import DataError
+        from dsen2cr.evaluation import format_table
+        from dsen2cr.io import atomic_output, guard_outputs
+        from dsen2cr.metrics import PAPER_PROTOCOL, PAPER_TABLE1
+
+        files = [r / "metrics.json" if r.is_dir() else r for r in a.results]
+        guard_outputs({"out": a.out}, files, overwrite=a.overwrite)
+        results = []
+        for f in files:
+            try:
+                data = json.loads(f.read_text())
+            except (OSError, ValueError) as exc:
+                raise DataError(f"cannot read evaluation result {f}: {exc}") from None
+            if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+                raise DataError(f"{f} is not the metrics.json of dsen2cr evaluate (no 'models')")
+            results.append(data)
+        if a.paper:
+            results.append({"models": {f"paper: {k}": v for k, v in PAPER_TABLE1.items()},
+                            "protocol": PAPER_PROTOCOL})  # fmt: skip
+        text = format_table(*results)
+        if a.out is not None:
+            with atomic_output(a.out) as tmp:
+                tmp.write_text(text)
+        print(text, end="")
+
+    p.set_defaults(func=run)
 
 
 def add_demo(sub: argparse._SubParsersAction) -> None:

@@ -38,8 +38,10 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     models.add_info,
     data.add_synth_data,
     data.add_index,
+    data.add_mosaic,
     experiments.add_train,
     experiments.add_evaluate,
+    experiments.add_table,
     experiments.add_demo,
     experiments.add_benchmark,
 ]

@@ -3,9 +3,13 @@
 Default: the ROI split of the SEN12MS-CR-TS / UnCRtainTS loaders
 (:data:`~dsen2cr.data.layout.TEST_ROIS`, :data:`~dsen2cr.data.layout.VAL_ROIS`; every other ROI
 is train). A split file may be given instead: a CSV with header ``split,season,roi,patch`` (split
-``train``/``val``/``test`` or 1/2/3; season ``spring`` or ``ROIs1158_spring``), or the original
+``train``/``val``/``test`` or 1/2/3; season ``spring`` or ``ROIs1158_spring``), the original
 DSen2-CR file list (no header; tab- or comma-separated rows ``split(1/2/3), s1 folder, s2
-cloud-free folder, s2 cloudy folder, file name``, folders relative to the root).
+cloud-free folder, s2 cloudy folder, file name``, folders relative to the root), or a per-patch
+list as other toolkits publish them: one relative path per line, such as
+``ROIs1158_spring_s2_cloudy/s2_cloudy_31/ROIs1158_spring_s2_cloudy_31_p30.tif`` (any of the three
+modalities names the triplet; blank lines and ``#`` comments are ignored). A per-patch list *is*
+one split: it selects exactly the patches it lists, whatever split is asked for.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from typing import Any
 
 from dsen2cr.data.index import build_index, report_incomplete
 from dsen2cr.data.layout import (
+    FLAT_NAME,
     MODALITIES,
+    PUBLISHED_NAME,
     SEASON_OF_FOLDER,
     SEASONS,
     SPLITS,
@@ -52,8 +58,9 @@ def read_split_file(
         path: a CSV with header ``split,season,roi,patch`` or an original DSen2-CR file list.
 
     Returns:
-        ``("csv", [(split, season, roi, patch), ...])`` with short season names, or
-        ``("filelist", [(split, s1_folder, s2_folder, s2_cloudy_folder, file_name), ...])``.
+        ``("csv", [(split, season, roi, patch), ...])`` with short season names,
+        ``("filelist", [(split, s1_folder, s2_folder, s2_cloudy_folder, file_name), ...])``, or
+        ``("patches", [(season, roi, patch), ...])`` for a per-patch list.
 
     Raises:
         DataError: missing file, unknown format or a malformed row (names the line).
@@ -65,6 +72,10 @@ def read_split_file(
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
         raise DataError(f"split file {p} is empty")
+    entries = [(n, ln.strip()) for n, ln in enumerate(text.splitlines(), start=1)
+               if ln.strip() and not ln.lstrip().startswith("#")]  # fmt: skip
+    if entries and _is_patch_path(entries[0][1]):
+        return "patches", [_patch_of(line, p, n) for n, line in entries]
     delim = "\t" if "\t" in lines[0] else ","
     rows = list(csv.reader(lines, delimiter=delim))
     header = [h.strip().lower() for h in rows[0]]
@@ -95,6 +106,23 @@ def read_split_file(
     raise DataError(f"split file {p}: unknown format; expected a CSV with header "
                     "split,season,roi,patch or a DSen2-CR file list (split, s1 folder, s2 folder, "
                     "s2 cloudy folder, file name)")  # fmt: skip
+
+
+def _is_patch_path(line: str) -> bool:
+    return "," not in line and "\t" not in line and line.lower().endswith(".tif")
+
+
+def _patch_of(line: str, path: Path, n: int) -> tuple[str, int, int]:
+    """(season, roi, patch) of one line of a per-patch list."""
+    name = line.replace("\\", "/").rsplit("/", 1)[-1]
+    m = PUBLISHED_NAME.match(name)
+    if m is not None:
+        return SEASON_OF_FOLDER[m.group(1)], int(m.group(3)), int(m.group(4))
+    if FLAT_NAME.match(name):
+        return parse_flat_name(name)
+    raise DataError(f"split file {path} line {n}: {line!r} is not a SEN12MS-CR patch file name "
+                    "(e.g. ROIs1158_spring_s2_cloudy/s2_cloudy_31/"
+                    "ROIs1158_spring_s2_cloudy_31_p30.tif)")  # fmt: skip
 
 
 def select_triplets(
@@ -131,7 +159,10 @@ def select_triplets(
         chosen = [t for t in index.triplets
                   if split == "all" or default_split(t.season, t.roi) == split]  # fmt: skip
         return chosen, report
-    wanted = {(s, r, p) for sp, s, r, p in rows if split in ("all", sp)}
+    if kind == "patches":
+        wanted = set(rows)  # the list is the split
+    else:
+        wanted = {(s, r, p) for sp, s, r, p in rows if split in ("all", sp)}
     chosen = [t for t in index.triplets if (t.season, t.roi, t.patch) in wanted]
     missing = wanted - {(t.season, t.roi, t.patch) for t in chosen}
     report["missing"] = len(missing)
@@ -209,8 +240,12 @@ def index_summary(
         summary["missing"] = 0
     else:
         splits, missing = {}, 0
-        for sp in ("train", "val", "test"):
-            trips, rep = select_triplets(root, sp, split_file, cache_dir)
+        # a per-patch list is one split: report it once, as "listed"
+        names = (("listed",) if read_split_file(split_file)[0] == "patches"
+                 else ("train", "val", "test"))  # fmt: skip
+        for sp in names:
+            trips, rep = select_triplets(root, "all" if sp == "listed" else sp, split_file,
+                                         cache_dir)  # fmt: skip
             splits[sp] = dict(Counter(t.season or "unknown" for t in trips))
             missing += rep["missing"]
         summary["splits"] = splits

@@ -15,13 +15,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dsen2cr.io import guard_outputs
+from dsen2cr.io import bounded_gdal, guard_outputs
 from dsen2cr.performance import resolve_device
 from dsen2cr.scene.inputs import FileInputs
 from dsen2cr.scene.pipeline import TileComputer
 from dsen2cr.scene.predict import PredictOptions, add_seconds, mask_spec, mask_tags
 from dsen2cr.scene.sentinel2 import implausible_s2, open_s2
-from dsen2cr.scene.writers import bounded_gdal, write_scene
+from dsen2cr.scene.writers import write_scene
 
 log = logging.getLogger(__name__)
 

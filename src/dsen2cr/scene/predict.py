@@ -32,7 +32,7 @@ from torch import nn
 from dsen2cr import __version__
 from dsen2cr.cloudmask import DEFAULT_THRESHOLD
 from dsen2cr.errors import DataError, DSen2CRError, OptionError, WeightsError
-from dsen2cr.io import guard_outputs
+from dsen2cr.io import bounded_gdal, guard_outputs
 from dsen2cr.models import load_weights
 from dsen2cr.performance import SpeedOptions, check_precision, resolve_device
 from dsen2cr.scene.cog import COMPRESSIONS
@@ -40,7 +40,7 @@ from dsen2cr.scene.inputs import ArrayInputs, FileInputs, SceneInputs, scene_sha
 from dsen2cr.scene.pipeline import MaskSpec, TileComputer, run_tiles
 from dsen2cr.scene.sentinel1 import implausible_s1, open_s1
 from dsen2cr.scene.sentinel2 import S2Scene, implausible_s2, open_s2
-from dsen2cr.scene.writers import MASK_VALUES, ArraySink, bounded_gdal, write_scene
+from dsen2cr.scene.writers import MASK_VALUES, ArraySink, write_scene
 
 log = logging.getLogger(__name__)
 

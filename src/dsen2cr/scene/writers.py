@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import rasterio
 
 from dsen2cr.errors import DataError
 from dsen2cr.figures import mask_composite, new_figure, rgb_composite, sar_composite, save_figure
-from dsen2cr.io import atomic_output, no_georef_warning, staging_path
+from dsen2cr.io import atomic_output, bounded_gdal, staging_path
 from dsen2cr.scaling import S2_BANDS, scaled_to_s2
 from dsen2cr.scene.cog import temporary_compression, write_cog
 from dsen2cr.scene.inputs import SceneInputs
@@ -40,8 +39,6 @@ MASK_DESCRIPTION = "cloud (1) / shadow (-1) / clear (0)"
 MASK_VALUES = "1 cloud, -1 shadow, 0 clear, -128 nodata"
 PREVIEW_SIZE = 1024
 """Longest side (pixels) of the arrays a preview is drawn from."""
-GDAL_CACHEMAX_MB = 64
-"""GDAL block cache of a scene run when the environment does not set GDAL_CACHEMAX."""
 
 
 def prediction_to_dn(pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -302,22 +299,6 @@ def check_valid(counters: Counters, grid: Any, inputs: Any) -> None:
             f"no valid S2 pixel of {grid.path} has valid S1 data from {s1} (S1 is nodata or NaN "
             "wherever the scenes overlap); nothing to write"
         )
-
-
-@contextlib.contextmanager
-def bounded_gdal() -> Iterator[None]:
-    """The GDAL settings of a scene run: no warning for rasters without georeferencing, and
-    GDAL's block cache capped at :data:`GDAL_CACHEMAX_MB` (unless ``GDAL_CACHEMAX`` is set).
-
-    GDAL's cache defaults to 5 % of RAM and would keep every block of a scene read once; the
-    readers decode each block once anyway (row chunks), so the cap bounds host memory by the
-    tiles, not the scene, at no cost in speed.
-    """
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(no_georef_warning())
-        if "GDAL_CACHEMAX" not in os.environ:
-            stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHEMAX_MB))
-        yield
 
 
 def write_scene(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from dsen2cr.cli import main
 from dsen2cr.cloudmask import binary_mask
@@ -17,8 +17,15 @@ from dsen2cr.data import SEN12MSCR
 from dsen2cr.data.synthetic import generate_dataset
 from dsen2cr.errors import DSen2CRError
 from dsen2cr.evaluation import IDENTITY, evaluate, format_table, pick_examples
-from dsen2cr.metrics import METRIC_KEYS, TABLE1_COLUMNS, image_metrics
-from dsen2cr.models import DSen2CR, Pix2PixPredictor, UNetGenerator
+from dsen2cr.metrics import (
+    METRIC_KEYS,
+    TABLE1_COLUMNS,
+    MetricAccumulator,
+    MixedProtocolsError,
+    crop_box,
+    get_protocol,
+    image_metrics,
+)
 from dsen2cr.scaling import scaled_to_reflectance, scaled_to_s2
 
 OUTPUTS = ("metrics.json", "metrics.csv", "table.md", "band_nrmse.png", "examples.png")
@@ -34,45 +41,6 @@ def test_split(data_root: Path):
     ds = SEN12MSCR(data_root, split="test", crop_size=None)
     assert len(ds) > 0
     return ds
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    out = {}
-    sar = DSen2CR(features=8, blocks=1)
-    out["sar"] = sar.save_pretrained(d / "tiny_sar.safetensors")
-    nosar = DSen2CR(features=8, blocks=1, sar_channels=0)
-    out["nosar"] = nosar.save_pretrained(d / "tiny_nosar.safetensors")
-    zero = DSen2CR(features=8, blocks=1)
-    with torch.no_grad():  # a zero tail makes the long skip return the cloudy input exactly
-        zero.tail.weight.zero_()
-        zero.tail.bias.zero_()
-    out["zero"] = zero.save_pretrained(d / "zero_tail.safetensors")
-    out["keras"] = _write_keras(sar, d / "tiny_sar_keras.hdf5")
-    out["pix2pix"] = Pix2PixPredictor(UNetGenerator(ngf=4, num_downs=3)).save_pretrained(
-        d / "tiny_pix2pix.safetensors"
-    )
-    return out
-
-
-def _write_keras(model: DSen2CR, path: Path) -> Path:
-    """The model's weights in the Keras 2.x weights-only HDF5 layout (HWIO kernels)."""
-    import h5py
-
-    convs = [model.head] + [c for b in model.body for c in (b.conv1, b.conv2)] + [model.tail]
-    names = [f"conv2d_{i + 1}" for i in range(len(convs))]
-    with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = np.array(["input_1", *names], dtype="S")
-        f.attrs["keras_version"] = b"2.2.4"
-        f.create_group("input_1").attrs["weight_names"] = np.array([], dtype="S")
-        for name, conv in zip(names, convs, strict=True):
-            g = f.create_group(name)
-            g.attrs["weight_names"] = np.array([f"{name}/kernel:0", f"{name}/bias:0"], dtype="S")
-            g.create_dataset(f"{name}/kernel:0", data=conv.weight.detach().numpy().transpose(2, 3, 1, 0))
-            g.create_dataset(f"{name}/bias:0", data=conv.bias.detach().numpy())
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +187,72 @@ def test_cli_evaluate(data_root: Path, weights: dict[str, Path], tmp_path: Path,
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("dsen2cr evaluate: error:") and "nope" in err[0]
+
+
+def test_metrics_json_records_the_protocol(report) -> None:
+    out, result = report
+    assert result["protocol"]["name"] == "dsen2cr"
+    assert result["protocol"]["ssim_padding"] == "valid"
+    assert "Metric protocol `dsen2cr`" in (out / "table.md").read_text()
+
+
+@pytest.mark.parametrize("protocol", ["uncrtaints", "crop16"])
+def test_protocol_crops_inputs_and_scores_like_image_metrics(
+    protocol: str, data_root: Path, test_split, weights: dict[str, Path], tmp_path: Path
+) -> None:
+    """The zero-tail model returns its input: its values are the protocol's image metrics of
+    the (cropped) cloudy input, with the mask of the whole patch cropped alike."""
+    proto = (get_protocol(protocol) if protocol != "crop16"
+             else dataclasses.replace(get_protocol("glf-cr"), name="glf-cr", crop=16))  # fmt: skip
+    result = evaluate([weights["zero"]], data_root, out_dir=tmp_path / protocol, names=["zero"],
+                      examples=0, device="cpu", protocol=proto)  # fmt: skip
+    assert result["protocol"] == proto.to_dict()
+    r0, c0, h, w = crop_box(32, 32, proto)
+    box = (slice(None), slice(r0, r0 + h), slice(c0, c0 + w))
+    acc = MetricAccumulator(averaging=proto.averaging)
+    for i in range(len(test_split)):
+        s = test_split[i]
+        mask = binary_mask(scaled_to_s2(s["optical"].numpy()))[box[1:]]
+        cloudy = scaled_to_reflectance(s["optical"].numpy().astype(np.float64))[box]
+        target = scaled_to_reflectance(s["target"].numpy().astype(np.float64))[box]
+        acc.update(image_metrics(cloudy, target, cloudy, mask, protocol=proto))
+    want = acc.compute()
+    for k in METRIC_KEYS:
+        got = result["models"]["zero"][k]
+        if got is None:
+            assert math.isnan(want[k]), k
+        else:
+            assert got == pytest.approx(want[k], rel=1e-5, abs=1e-7), k
+
+
+def test_format_table_refuses_mixed_protocols() -> None:
+    a = {"models": {"m": {"target_mae": 0.1}}, "protocol": {"name": "dsen2cr"}}
+    b = {"models": {"m": {"target_mae": 0.1}}, "protocol": {"name": "glf-cr"}}
+    assert "| m (2) |" in format_table(a, a)
+    with pytest.raises(MixedProtocolsError, match="different metric protocols"):
+        format_table(a, b)
+
+
+def test_cli_protocols_and_table(data_root: Path, weights: dict[str, Path], tmp_path: Path,
+                                 capsys) -> None:  # fmt: skip
+    assert main(["evaluate", "--list-protocols"]) == 0
+    listing = capsys.readouterr().out
+    assert all(f"{n}:" in listing for n in ("dsen2cr", "uncrtaints", "glf-cr"))
+    runs = {}
+    for proto in ("dsen2cr", "uncrtaints"):
+        runs[proto] = tmp_path / proto
+        argv = ["evaluate", "--weights", str(weights["nosar"]), "--data", str(data_root),
+                "--out", str(runs[proto]), "--max-images", "2", "--examples", "0",
+                "--num-workers", "0", "--device", "cpu", "--protocol", proto]  # fmt: skip
+        assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["table", str(runs["dsen2cr"]), "--paper", "--out", str(tmp_path / "t.md")]) == 0
+    text = capsys.readouterr().out
+    assert "| tiny_nosar |" in text and "| paper: DSen2-CR on CARL |" in text
+    assert (tmp_path / "t.md").read_text() == text
+    assert main(["table", str(runs["dsen2cr"]), str(runs["uncrtaints"] / "metrics.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "different metric protocols" in err[0]
+    assert main(["evaluate", "--weights", str(weights["nosar"]), "--data", str(data_root),
+                 "--out", str(tmp_path / "x"), "--protocol", "nope"]) == 2  # fmt: skip
+    assert "--protocol must be one of dsen2cr" in capsys.readouterr().err

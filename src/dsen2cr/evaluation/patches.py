@@ -1,4 +1,4 @@
-"""Evaluation on a SEN12MS-CR split: the paper's Table 1 metrics, Fig. 11 and Figs. 6-9 pictures.
+"""Evaluation on the patches of a SEN12MS-CR split: the paper's Table 1, Fig. 11, Figs. 6-8.
 
 :func:`evaluate` runs one or more trained models (native safetensors, the authors' Keras HDF5
 weights, pix2pix generators, Lightning checkpoints: anything :func:`dsen2cr.models.load_weights`
@@ -6,18 +6,28 @@ reads, without importing Lightning) over every whole patch of a split, together 
 returned unchanged, the floor every model must beat), and writes to ``out_dir``:
 
 * ``metrics.json`` - ``{"models": {name: {metric: mean, ..., "band_nrmse": [13 values],
-  "images": N, "undefined": {metric: count}}}, "split", "data", "images", "device", ...}``;
+  "images": N, "undefined": {metric: count}}}, "protocol": {...}, "split", "data", "images",
+  "device", ...}``;
 * ``metrics.csv`` - one row per image and model (model, season, roi, patch, cloud_fraction,
   every metric);
 * ``table.md`` - the means laid out like the paper's Table 1;
-* ``band_nrmse.png`` (paper Fig. 11) and ``examples.png`` (paper Figs. 6-9).
+* ``band_nrmse.png`` (paper Fig. 11) and ``examples.png`` (paper Figs. 6-8);
+* with ``scenes=True``, ``scenes/``: the large-scene evaluation of :mod:`dsen2cr.evaluation.scenes`.
+
+Every value follows one declared metric protocol (:mod:`dsen2cr.metrics.protocols`, default
+``dsen2cr``): its crop is applied to the inputs before the models run (GLF-CR scores the centre
+128 x 128 of each patch, as its test loader feeds the network), its clipping, PSNR, SSIM and SAM
+conventions inside :func:`~dsen2cr.metrics.batch_metrics`, and its averaging in the means. An
+infinite mean (the ``uncrtaints`` PSNR when one image is perfect) is written as JSON
+``Infinity``, as Python's ``json`` does.
 
 All metrics are computed on top-of-atmosphere reflectance (DN / 10000). The cloud/shadow mask
 that splits *reproduction* (clear pixels of the cloudy input) from *reconstruction* (pixels under
 clouds and shadows, compared with the target) is computed from the cloudy input by
 :func:`dsen2cr.cloudmask.binary_mask`, batched on the evaluation device. Metrics that are
 undefined for an image (reconstruction on a cloud-free patch, reproduction on a fully covered
-one) are left out of that metric's mean and counted under ``"undefined"``.
+one) are left out of that metric's mean and counted under ``"undefined"``. The mask is computed
+on the whole patch and then cropped with it.
 """
 
 from __future__ import annotations
@@ -38,21 +48,25 @@ from tqdm import tqdm
 from dsen2cr.cloudmask import DEFAULT_THRESHOLD, binary_mask
 from dsen2cr.data.dataset import SEN12MSCR, collate, is_empty_batch
 from dsen2cr.errors import DSen2CRError, OptionError
-from dsen2cr.figures import band_nrmse_plot, example_grid
+from dsen2cr.evaluation.scenes import IDENTITY, evaluate_scenes
+from dsen2cr.figures import band_nrmse_plot, example_grid, pick_examples
 from dsen2cr.io import atomic_output, guard_outputs
 from dsen2cr.metrics import (
+    DEFAULT_PROTOCOL,
     METRIC_KEYS,
     MetricAccumulator,
+    Protocol,
     batch_band_nrmse,
     batch_metrics,
     format_table1,
+    get_protocol,
+    protocol_names,
+    protocol_view,
 )
 from dsen2cr.models import load_weights
 from dsen2cr.performance import resolve_device
 from dsen2cr.scaling import scaled_to_reflectance, scaled_to_s1, scaled_to_s2
 
-IDENTITY = "identity"
-"""Name of the baseline that returns the cloudy input unchanged."""
 
 # --------------------------------------------------------------------------- models
 class _Identity(nn.Module):
@@ -129,6 +143,8 @@ def evaluate(
     stretch: str | tuple[float, float] = (0.0, 3000.0),
     progress: bool = True,
     overwrite: bool = False,
+    protocol: str | Protocol | None = None,
+    scenes: bool = False,
 ) -> dict[str, Any]:
     """Evaluate models on a SEN12MS-CR split and write the report files.
 
@@ -151,9 +167,14 @@ def evaluate(
             ``"percentile"``.
         progress: show a progress bar (on a terminal).
         overwrite: write into an ``out_dir`` that is not empty (its report files are replaced).
+        protocol: the metric protocol, a name (``"dsen2cr"``, ``"uncrtaints"``, ``"glf-cr"``) or
+            a :class:`~dsen2cr.metrics.Protocol` (default ``"dsen2cr"``).
+        scenes: also mosaic every (season, ROI) of the split into a large scene, predict it with
+            the tiled predictor of ``dsen2cr predict`` and score it
+            (:func:`dsen2cr.evaluation.scenes.evaluate_scenes`, into ``out_dir/scenes``).
 
     Returns:
-        The content of ``metrics.json``.
+        The content of ``metrics.json`` (with ``"scenes"``: the scene results, when asked).
 
     Raises:
         DSen2CRError: a weight file is missing or unreadable, the data folder is missing, the
@@ -167,6 +188,11 @@ def evaluate(
         raise OptionError("batch_size", f"must be at least 1, got {batch_size}")
     if max_images is not None and max_images < 1:
         raise OptionError("max_images", f"must be at least 1, got {max_images}")
+    try:
+        proto = get_protocol(protocol)
+    except ValueError as exc:
+        raise OptionError("protocol", f"must be one of {', '.join(protocol_names())}, got "
+                          f"{protocol!r}") from exc  # fmt: skip
     dev = resolve_device(device)
     models: dict[str, nn.Module] = {}
     for name, path in zip(model_names, weight_paths, strict=True):
@@ -187,7 +213,7 @@ def evaluate(
         pin_memory=dev.type == "cuda",
     )
 
-    accumulators = {name: MetricAccumulator() for name in models}
+    accumulators = {name: MetricAccumulator(averaging=proto.averaging) for name in models}
     rows: list[dict[str, Any]] = []
     image_info: list[dict[str, Any]] = []  # per evaluated image: dataset index + metadata
     position = 0
@@ -202,7 +228,10 @@ def evaluate(
             sar = batch["sar"].to(dev, non_blocking=True).float()
             target = batch["target"].to(dev, non_blocking=True).float()
             n = optical.shape[0]
-            mask = _mask_of(optical, cloud_threshold)
+            # the mask of the whole patch, then the protocol's crop of everything
+            mask = protocol_view(_mask_of(optical, cloud_threshold), proto)
+            optical, sar, target = (protocol_view(x, proto).contiguous()
+                                    for x in (optical, sar, target))  # fmt: skip
             cloud_fraction = mask.flatten(1).mean(1).tolist()
             cloudy_r = scaled_to_reflectance(optical)
             target_r = scaled_to_reflectance(target)
@@ -220,9 +249,9 @@ def evaluate(
                 )
             for name, model in models.items():
                 pred_r = scaled_to_reflectance(model(optical, sar).float())
-                values = batch_metrics(pred_r, target_r, cloudy_r, mask)
+                values = batch_metrics(pred_r, target_r, cloudy_r, mask, protocol=proto)
                 accumulators[name].update(
-                    {**values, "band_nrmse": batch_band_nrmse(pred_r, target_r)}
+                    {**values, "band_nrmse": batch_band_nrmse(pred_r, target_r, protocol=proto)}
                 )
                 keys = [k for k in METRIC_KEYS if k in values]
                 # one device-to-host copy per batch and model, not one per metric
@@ -244,7 +273,7 @@ def evaluate(
         entry: dict[str, Any] = {}
         for k in METRIC_KEYS:
             v = stats.get(k)
-            entry[k] = None if v is None or not math.isfinite(float(v)) else float(v)
+            entry[k] = None if v is None or math.isnan(float(v)) else float(v)
         entry["band_nrmse"] = [
             float(x) if math.isfinite(x) else None for x in np.asarray(stats["band_nrmse"])
         ]
@@ -259,6 +288,7 @@ def evaluate(
             "data": str(root),
             "images": len(image_info),
             "device": str(dev),
+            "protocol": proto.to_dict(),
             "cloud_threshold": cloud_threshold,
             "units": {
                 "mae": "TOA reflectance",
@@ -271,6 +301,20 @@ def evaluate(
         }
     )
 
+    if scenes:
+        scene_result = evaluate_scenes(
+            {n: m for n, m in models.items()},
+            {n: weight_paths[model_names.index(n)] for n in models if n != IDENTITY},
+            root, out / "scenes", split=split, split_file=split_file, device=dev,
+            protocol=proto, cloud_threshold=cloud_threshold, examples=max(examples, 1),
+            stretch=stretch, progress=progress, overwrite=overwrite,
+        )  # fmt: skip
+        result["scenes"] = {
+            "metrics": "scenes/metrics.json",
+            "scenes": list(scene_result["scenes"]),
+            "models": scene_result["models"],
+            "skipped": scene_result["skipped"],
+        }
     with atomic_output(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
     with atomic_output(out / "metrics.csv") as tmp, open(tmp, "w", newline="") as fh:
@@ -302,32 +346,6 @@ def _csv_value(v: Any) -> Any:
     if isinstance(v, float):
         return "" if not math.isfinite(v) else f"{v:.6g}"
     return "" if v is None else v
-
-
-def pick_examples(cloud_fractions: Sequence[float], k: int) -> list[int]:
-    """Deterministic choice of ``k`` example images spread over the range of cloud cover.
-
-    Images with some cloud are preferred (cloud removal has nothing to show on a clear patch);
-    among them the ones at evenly spaced quantiles of the cloud fraction, from light to full
-    cover, are taken; ties are broken by position.
-
-    Args:
-        cloud_fractions: cloud-or-shadow fraction of each image, in [0, 1].
-        k: number of examples wanted.
-
-    Returns:
-        Up to ``k`` distinct positions into ``cloud_fractions``, by increasing cloud fraction.
-    """
-    if k <= 0 or not cloud_fractions:
-        return []
-    order = sorted(range(len(cloud_fractions)), key=lambda i: (cloud_fractions[i], i))
-    cloudy = [i for i in order if cloud_fractions[i] > 0.0]
-    pool = cloudy if len(cloudy) >= k else order
-    if len(pool) <= k:
-        return sorted(pool, key=lambda i: (cloud_fractions[i], i))
-    picks = np.linspace(0.15, 0.85, k) if k > 1 else np.array([0.5])
-    positions = sorted({round(q * (len(pool) - 1)) for q in picks})
-    return [pool[p] for p in positions]
 
 
 def _example_rows(
@@ -364,8 +382,12 @@ def _example_rows(
 
 # --------------------------------------------------------------------------- table
 def _caption(result: dict[str, Any]) -> str:
+    name = result.get("protocol", {}).get("name", DEFAULT_PROTOCOL)
+    crop = result.get("protocol", {}).get("crop")
+    what = "whole patches" if crop is None else f"patches (centre {crop} x {crop} crop)"
     return (
-        f"Means over {result['images']} whole patches of the `{result['split']}` split of "
+        f"Metric protocol `{name}` (`dsen2cr evaluate --list-protocols`). "
+        f"Means over {result['images']} {what} of the `{result['split']}` split of "
         f"`{result['data']}`. Target: prediction vs. cloud-free target; Reprod: prediction vs. "
         "cloudy input on clear pixels; Recon: prediction vs. target under clouds and shadows "
         f"(mask: cloud detector, threshold {result.get('cloud_threshold', DEFAULT_THRESHOLD)}). MAE and RMSE "
@@ -373,7 +395,9 @@ def _caption(result: dict[str, Any]) -> str:
     )
 
 
-def format_table(result: dict[str, Any], caption: str | None = None) -> str:
+def format_table(
+    result: dict[str, Any], *more: dict[str, Any], caption: str | None = None
+) -> str:
     """Markdown table of mean metrics laid out like the paper's Table 1 (rows = models).
 
     Columns and precision are :data:`dsen2cr.metrics.TABLE1_COLUMNS`: MAE Target / Reprod /
@@ -381,17 +405,26 @@ def format_table(result: dict[str, Any], caption: str | None = None) -> str:
     SSIM. Undefined values print as ``n/a``.
 
     Args:
-        result: the ``metrics.json`` content (``{"models": {name: {metric: value}}}``).
+        result: the ``metrics.json`` content (``{"models": {name: {metric: value}},
+            "protocol": {...}}``); a result without ``"protocol"`` is of the default one.
+        *more: further results whose models become further rows (a model name seen before
+            gets the result's position as suffix, ``name (2)``).
         caption: text placed under the table.
 
     Returns:
         Markdown text ending with a newline.
+
+    Raises:
+        MixedProtocolsError: the results were computed under different metric protocols.
     """
-    rows: dict[str, dict[str, Any]] = {
-        name: {k: v for k, v in entry.items() if isinstance(v, (int, float)) or v is None}
-        for name, entry in result["models"].items()
-    }
-    rows = {n: {k: (math.nan if v is None else v) for k, v in r.items()} for n, r in rows.items()}
+    rows: dict[str, dict[str, Any]] = {}
+    for i, res in enumerate((result, *more), start=1):
+        proto = res.get("protocol", DEFAULT_PROTOCOL)
+        for name, entry in res["models"].items():
+            row = {k: (math.nan if v is None else v) for k, v in entry.items()
+                   if isinstance(v, (int, float)) or v is None}  # fmt: skip
+            row["protocol"] = proto
+            rows[name if name not in rows else f"{name} ({i})"] = row
     text = format_table1(rows) + "\n"
     if caption:
         text += f"\n{caption}\n"

@@ -1,0 +1,387 @@
+"""Large scenes from SEN12MS-CR patches (paper Section 4.4): one mosaic per (season, ROI).
+
+The patches of one ROI lie on a 128-pixel grid with 50 % overlap and come from one acquisition,
+so an ROI can be put back together into the scene it was cut from. :func:`mosaic_patches` places
+patches **by their georeferencing** (never by patch number) on their common CRS and pixel grid:
+
+* every patch must have a CRS and a north-up transform with the same pixel size, and its origin
+  must fall on the common grid (a whole number of pixels from the others); anything else is a
+  :class:`~dsen2cr.errors.DataError` naming the file;
+* pixels no patch covers are nodata: 0 for Sentinel-2 (uint16 DN, all bands), NaN for
+  Sentinel-1 (float32 dB);
+* where overlapping patches disagree, the first patch in sorted file order wins and the
+  disagreement is reported: how many pixels, between which patches;
+* the scene is written in strips of 256 rows (one row of output blocks, each block compressed
+  once), reading from each patch only the rows in the strip, so memory is bounded by one row of
+  patches, not by the scene.
+
+:func:`mosaic_split` (``dsen2cr mosaic``) writes ``<season folder>_<roi>_s2_cloudy.tif``,
+``..._s2.tif`` and ``..._s1.tif`` for every ROI of a split, all three on the same grid.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
+from rasterio.transform import Affine
+from rasterio.windows import Window
+from tqdm import tqdm
+
+from dsen2cr.data.layout import MODALITIES, SEASONS, Triplet
+from dsen2cr.data.splits import select_triplets
+from dsen2cr.errors import DataError, DSen2CRError
+from dsen2cr.io import atomic_output, bounded_gdal, guard_outputs, open_raster
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "MOSAIC_SUFFIX",
+    "Disagreement",
+    "Grid",
+    "MosaicResult",
+    "mosaic_patches",
+    "mosaic_split",
+    "plan_grid",
+    "scene_name",
+]
+
+MOSAIC_SUFFIX = {"s2_cloudy": "_s2_cloudy.tif", "s2": "_s2.tif", "s1": "_s1.tif"}
+"""File-name ending of each modality's mosaic, after the scene name."""
+GRID_TOLERANCE = 1e-3
+"""How far (in pixels) a patch origin may be from the common grid."""
+BLOCK = 256
+"""Block size of the mosaic GeoTIFFs."""
+
+
+def scene_name(season: str, roi: int) -> str:
+    """The scene of one ROI, e.g. ``ROIs1970_fall_136`` for ``("fall", 136)``."""
+    return f"{SEASONS.get(season, season)}_{roi}"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The common pixel grid of a set of patches and where each patch lies on it.
+
+    Attributes:
+        crs: the common CRS.
+        transform: the scene's north-up affine transform (top-left corner of the union).
+        width, height: scene size in pixels.
+        offsets: ``(row, col)`` of each patch's top-left pixel on the scene, in input order.
+        sizes: ``(rows, cols)`` of each patch.
+    """
+
+    crs: Any
+    transform: Affine
+    width: int
+    height: int
+    offsets: tuple[tuple[int, int], ...]
+    sizes: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """Pixels where two overlapping patches hold different values (any band)."""
+
+    first: str
+    """The patch whose value was kept (file name)."""
+    second: str
+    """The patch that disagreed (file name)."""
+    pixels: int
+
+
+@dataclass
+class MosaicResult:
+    """What :func:`mosaic_patches` wrote."""
+
+    out: Path
+    width: int
+    height: int
+    patches: int
+    covered_fraction: float
+    """Fraction of the scene's pixels that some patch covers."""
+    disagreements: list[Disagreement] = field(default_factory=list)
+
+    @property
+    def disagreeing_pixels(self) -> int:
+        """Pixels where overlapping patches disagreed (summed over patch pairs)."""
+        return sum(d.pixels for d in self.disagreements)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary."""
+        return {
+            "out": str(self.out),
+            "width": self.width,
+            "height": self.height,
+            "patches": self.patches,
+            "covered_fraction": self.covered_fraction,
+            "disagreeing_pixels": self.disagreeing_pixels,
+            "disagreements": [
+                {"first": d.first, "second": d.second, "pixels": d.pixels}
+                for d in self.disagreements
+            ],
+        }
+
+
+def _origin_and_size(path: Path) -> tuple[Any, Affine, int, int, int, str]:
+    with open_raster(path, "patch") as src:
+        crs, tr = src.crs, src.transform
+        if crs is None or tr == Affine.identity():
+            raise DataError(
+                f"patch {path} has no georeferencing (CRS and transform); mosaics place "
+                "patches by their georeferencing"
+            )
+        if tr.b != 0 or tr.d != 0 or tr.a <= 0 or tr.e >= 0:
+            raise DataError(f"patch {path} is not north-up (transform {tuple(tr)[:6]})")
+        return crs, tr, src.height, src.width, src.count, src.dtypes[0]
+
+
+def plan_grid(paths: Sequence[str | os.PathLike[str]]) -> Grid:
+    """The common grid of georeferenced patches (see the module docs).
+
+    Args:
+        paths: patch files (GeoTIFFs with CRS and north-up transform).
+
+    Returns:
+        The :class:`Grid` covering the union of the patches.
+
+    Raises:
+        DataError: no patch, a patch without georeferencing, different CRSs or pixel sizes, or
+            an origin off the common grid.
+    """
+    if not paths:
+        raise DataError("no patch to mosaic")
+    infos = [(Path(p), *_origin_and_size(Path(p))) for p in paths]
+    p0, crs0, tr0 = infos[0][0], infos[0][1], infos[0][2]
+    res_x, res_y = tr0.a, -tr0.e
+    xs, ys = [], []
+    for p, crs, tr, _h, _w, _c, _d in infos:
+        if crs != crs0:
+            raise DataError(f"patch {p} is in {crs}, {p0} in {crs0}: not one scene")
+        if not (math.isclose(tr.a, res_x, rel_tol=1e-9) and math.isclose(-tr.e, res_y, rel_tol=1e-9)):
+            raise DataError(
+                f"patch {p} has {tr.a:g} x {-tr.e:g} pixels, {p0} {res_x:g} x {res_y:g}: "
+                "not one grid"
+            )
+        fx, fy = (tr.c - tr0.c) / res_x, (tr0.f - tr.f) / res_y
+        if abs(fx - round(fx)) > GRID_TOLERANCE or abs(fy - round(fy)) > GRID_TOLERANCE:
+            raise DataError(
+                f"patch {p} is {fx:.3f}, {fy:.3f} pixels from {p0}: not on a common grid"
+            )
+        xs.append(round(fx))
+        ys.append(round(fy))
+    col0, row0 = min(xs), min(ys)
+    offsets = tuple((y - row0, x - col0) for x, y in zip(xs, ys, strict=True))
+    sizes = tuple((h, w) for _p, _c, _t, h, w, _n, _d in infos)
+    height = max(r + h for (r, _), (h, _) in zip(offsets, sizes, strict=True))
+    width = max(c + w for (_, c), (_, w) in zip(offsets, sizes, strict=True))
+    transform = tr0 @ Affine.translation(col0 - xs[0], row0 - ys[0])
+    return Grid(crs0, transform, width, height, offsets, sizes)
+
+
+def _valid(block: np.ndarray) -> np.ndarray:
+    """(h, w) bool: pixels a patch covers (S2: some band non-zero; S1: some band not NaN)."""
+    if np.issubdtype(block.dtype, np.floating):
+        return ~np.isnan(block).all(0)
+    return (block != 0).any(0)
+
+
+def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(h, w) bool: some band differs (NaN equals NaN)."""
+    if np.issubdtype(a.dtype, np.floating):
+        return ((a != b) & ~(np.isnan(a) & np.isnan(b))).any(0)
+    return (a != b).any(0)
+
+
+def mosaic_patches(
+    paths: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    grid: Grid | None = None,
+    overwrite: bool = False,
+    compress: str = "DEFLATE",
+    tags: dict[str, str] | None = None,
+) -> MosaicResult:
+    """Write the mosaic of georeferenced patches of one modality as one GeoTIFF.
+
+    Args:
+        paths: the patches (same band count and dtype), in the order that decides which patch
+            wins where they disagree (the first).
+        out: output GeoTIFF (tiled 256 x 256, ``compress``, nodata 0 for integer data and NaN
+            for float data; band descriptions of the first patch).
+        grid: the scene grid (default :func:`plan_grid` of ``paths``); pass one grid to put
+            several modalities on the same pixels. Every patch must lie inside it.
+        overwrite: replace ``out`` if it exists.
+        compress: GeoTIFF compression.
+        tags: extra metadata tags.
+
+    Returns:
+        The :class:`MosaicResult` (size, covered fraction, disagreements).
+
+    Raises:
+        DataError: unreadable or non-georeferenced patches, no common grid, different band
+            counts or dtypes.
+        OutputExistsError: ``out`` exists and ``overwrite`` is False.
+    """
+    files = [Path(p) for p in paths]
+    target = guard_outputs({"out": out}, files, overwrite=overwrite)["out"]
+    g = grid if grid is not None else plan_grid(files)
+    if grid is not None:
+        own = plan_grid(files)
+        col = round((own.transform.c - g.transform.c) / g.transform.a)
+        row = round((g.transform.f - own.transform.f) / -g.transform.e)
+        offsets = tuple((r + row, c + col) for r, c in own.offsets)
+        g = Grid(g.crs, g.transform, g.width, g.height, offsets, own.sizes)
+        for f, (r, c), (h, w) in zip(files, g.offsets, g.sizes, strict=True):
+            if r < 0 or c < 0 or r + h > g.height or c + w > g.width:
+                raise DataError(f"patch {f} lies outside the scene grid")
+    with open_raster(files[0], "patch") as src:
+        count, dtype = src.count, src.dtypes[0]
+        descriptions = src.descriptions
+    floating = np.issubdtype(np.dtype(dtype), np.floating)
+    nodata = math.nan if floating else 0
+    profile: dict[str, Any] = {
+        "driver": "GTiff", "width": g.width, "height": g.height, "count": count, "dtype": dtype,
+        "crs": g.crs, "transform": g.transform, "nodata": nodata, "tiled": True,
+        "blockxsize": BLOCK, "blockysize": BLOCK, "compress": compress,
+        "predictor": 3 if floating else 2, "interleave": "pixel", "BIGTIFF": "IF_SAFER",
+    }  # fmt: skip
+    edges = [*range(0, g.height, BLOCK), g.height]  # strips of whole blocks: each written once
+    pairs: dict[tuple[int, int], int] = {}
+    covered = 0
+    with bounded_gdal(), atomic_output(target) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        for r0, r1 in itertools.pairwise(edges):
+            strip = np.full((count, r1 - r0, g.width), nodata, dtype=dtype)
+            owner = np.full((r1 - r0, g.width), -1, dtype=np.int32)
+            for i, (f, (pr, pc), (ph, pw)) in enumerate(zip(files, g.offsets, g.sizes, strict=True)):
+                if pr >= r1 or pr + ph <= r0:
+                    continue
+                with open_raster(f, "patch") as src:
+                    if src.count != count or src.dtypes[0] != dtype:
+                        raise DataError(f"patch {f} has {src.count} {src.dtypes[0]} band(s), "
+                                        f"{files[0]} {count} {dtype}")  # fmt: skip
+                    top, bottom = max(r0, pr), min(r1, pr + ph)  # the patch rows in the strip
+                    try:
+                        block = src.read(window=Window(0, top - pr, pw, bottom - top))
+                    except RasterioError as exc:
+                        raise DataError(f"cannot read patch {f}: corrupt or truncated ({exc})") from None
+                here = (slice(top - r0, bottom - r0), slice(pc, pc + pw))
+                ok = _valid(block)
+                taken = owner[here] >= 0
+                fill = ok & ~taken
+                view = strip[(slice(None), *here)]
+                view[:, fill] = block[:, fill]
+                owner[here][fill] = i
+                clash = ok & taken & _differs(view, block)
+                if clash.any():
+                    firsts, counts = np.unique(owner[here][clash], return_counts=True)
+                    for j, n in zip(firsts.tolist(), counts.tolist(), strict=True):
+                        pairs[(j, i)] = pairs.get((j, i), 0) + n
+            covered += int((owner >= 0).sum())
+            dst.write(strip, window=Window(0, r0, g.width, r1 - r0))
+        for b, desc in enumerate(descriptions, start=1):
+            if desc:
+                dst.set_band_description(b, desc)
+        dst.update_tags(DSEN2CR_MOSAIC_PATCHES=str(len(files)), **(tags or {}))
+    result = MosaicResult(
+        out=target, width=g.width, height=g.height, patches=len(files),
+        covered_fraction=covered / (g.width * g.height),
+        disagreements=[Disagreement(files[a].name, files[b].name, n)
+                       for (a, b), n in sorted(pairs.items())],
+    )  # fmt: skip
+    if result.disagreements:
+        worst = max(result.disagreements, key=lambda d: d.pixels)
+        log.warning(
+            "warning: %s: %d pixel(s) where overlapping patches disagree, in %d patch pair(s), "
+            "e.g. %s vs %s (%d px); the first patch's values were kept",
+            target.name, result.disagreeing_pixels, len(result.disagreements),
+            worst.first, worst.second, worst.pixels,
+        )  # fmt: skip
+    return result
+
+
+def _roi_groups(triplets: Sequence[Triplet]) -> dict[tuple[str, int], list[Triplet]]:
+    groups: dict[tuple[str, int], list[Triplet]] = {}
+    for t in triplets:
+        if not t.season or t.roi < 0:
+            raise DataError(
+                f"{t.s2_cloudy}: file name without season and ROI; mosaics need SEN12MS-CR names"
+            )
+        groups.setdefault((t.season, t.roi), []).append(t)
+    return {k: sorted(v, key=lambda t: t.patch) for k, v in sorted(groups.items())}
+
+
+def mosaic_split(
+    root: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    split: str = "test",
+    season: str | None = None,
+    roi: int | None = None,
+    split_file: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    on_scene: Callable[[str, dict[str, MosaicResult]], None] | None = None,
+) -> dict[str, dict[str, MosaicResult]]:
+    """Mosaic every (season, ROI) of a split: the ``dsen2cr mosaic`` command.
+
+    Args:
+        root: SEN12MS-CR root folder.
+        out: output folder; gets ``<scene>_s2_cloudy.tif``, ``<scene>_s2.tif`` and
+            ``<scene>_s1.tif`` per ROI (:func:`scene_name`), all on the grid of the union of the
+            ROI's patches.
+        split: ``"test"`` (default), ``"val"``, ``"train"`` or ``"all"``.
+        season: only this season (``spring``, ``summer``, ``fall``, ``winter``).
+        roi: only this ROI number.
+        split_file: optional split definition (see :func:`dsen2cr.data.splits.read_split_file`).
+        overwrite: replace mosaics that exist (else they are an error, before anything is
+            written).
+        progress: show a progress bar over the scenes.
+        on_scene: called with ``(scene, {modality: result})`` after each scene is written.
+
+    Returns:
+        ``{scene: {modality: MosaicResult}}`` in scene order.
+
+    Raises:
+        DSen2CRError: nothing to mosaic, patches without georeferencing or off a common grid,
+            existing outputs without ``overwrite``.
+    """
+    if season is not None and season not in SEASONS:
+        raise DSen2CRError(f"unknown season {season!r}; expected one of {', '.join(SEASONS)}")
+    triplets, _report = select_triplets(root, split, split_file)
+    chosen = [t for t in triplets
+              if (season is None or t.season == season) and (roi is None or t.roi == roi)]  # fmt: skip
+    if not chosen:
+        what = f"split {split!r}" + (f", season {season}" if season else "") + (
+            f", ROI {roi}" if roi is not None else "")
+        raise DSen2CRError(f"no patch of {root} matches {what}")
+    groups = _roi_groups(chosen)
+    folder = Path(out)
+    for s, r in groups:  # every output is checked before the first one is written
+        for m in MODALITIES:
+            guard_outputs({"out": folder / f"{scene_name(s, r)}{MOSAIC_SUFFIX[m]}"}, [root],
+                          overwrite=overwrite)  # fmt: skip
+    results: dict[str, dict[str, MosaicResult]] = {}
+    for (s, r), members in tqdm(groups.items(), desc="mosaic", unit="scene",
+                                disable=None if progress else True):  # fmt: skip
+        name = scene_name(s, r)
+        paths = {m: [getattr(t, m) for t in members] for m in MODALITIES}
+        grid = plan_grid([p for m in MODALITIES for p in paths[m]])
+        results[name] = {
+            m: mosaic_patches(paths[m], folder / f"{name}{MOSAIC_SUFFIX[m]}", grid=grid,
+                              overwrite=overwrite,
+                              tags={"DSEN2CR_SCENE": name, "DSEN2CR_MODALITY": m})
+            for m in ("s2_cloudy", "s2", "s1")
+        }  # fmt: skip
+        if on_scene is not None:
+            on_scene(name, results[name])
+    return results

@@ -1,0 +1,322 @@
+"""Evaluation on large scenes (paper Section 4.4, Figs. 9, 10 and 12).
+
+The paper also evaluates its model on "large scenes concatenated from patches belonging to the
+hold-out test dataset". :func:`evaluate_scenes` does that for every (season, ROI) of a split:
+
+1. mosaics the ROI's cloudy input, cloud-free target and SAR patches by their georeferencing
+   (:func:`dsen2cr.data.mosaic.mosaic_split`) into ``OUT/mosaics/``;
+2. computes the scene's cloud/shadow mask with ``dsen2cr mask``'s tiled path
+   (:func:`dsen2cr.scene.mask_scene`: the same detector and threshold as the patch evaluation,
+   but its shadow test takes statistics over the whole scene, so the scene mask can differ from
+   the per-patch masks);
+3. predicts the scene with every tileable model through the exact tiled predictor of
+   ``dsen2cr predict`` (:func:`dsen2cr.scene.predict`) into ``OUT/<scene>_<model>.tif`` (COG,
+   uint16 DN). The ``identity`` baseline is the cloudy mosaic itself; models that cannot be
+   tiled exactly (the pix2pix U-Net) are skipped with their reason;
+4. scores the written files strip by strip (:class:`dsen2cr.metrics.SceneScore`) on the pixels
+   that the target, the input, the mask and every prediction cover, with the metrics and mask
+   rule of the patch evaluation under the same protocol.
+
+It writes ``OUT/metrics.json`` (``{"scenes": {scene: {model: {"target_mae": ...,
+"band_nrmse": [...], ...}}}, "protocol": ..., "skipped": {...}, "mosaics": {...}}``),
+``OUT/metrics.csv`` (one row per scene and model), and for a spread of cloud covers
+``scene_examples.png`` (Fig. 9), ``scene_spectra.png`` (Fig. 10: per-channel nRMSE and the
+central pixel's spectra) and ``scene_60m.png`` (Fig. 12: B1, B9, B10).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+from torch import nn
+from tqdm import tqdm
+
+from dsen2cr.cloudmask import DEFAULT_THRESHOLD
+from dsen2cr.data.mosaic import MOSAIC_SUFFIX, mosaic_split
+from dsen2cr.figures import (
+    RGB_STRETCH_DN,
+    pick_examples,
+    scene_60m_figure,
+    scene_examples_figure,
+    scene_spectra_figure,
+)
+from dsen2cr.io import atomic_output, guard_outputs
+from dsen2cr.metrics import METRIC_KEYS, Protocol, SceneScore, get_protocol
+from dsen2cr.performance import resolve_device
+from dsen2cr.scaling import S2_BANDS, dn_to_reflectance
+from dsen2cr.scene import PredictOptions, mask_scene, predict
+from dsen2cr.scene.writers import MASK_NODATA
+
+__all__ = ["IDENTITY", "STRIP_ROWS", "evaluate_scenes", "score_scene"]
+
+IDENTITY = "identity"
+"""Name of the baseline that returns the cloudy input unchanged."""
+STRIP_ROWS = 256
+"""Rows scored per strip (plus the SSIM halo)."""
+FIGURE_SIDE = 512
+"""Longest side (pixels) of the decimated scenes in the figures."""
+
+
+def _read(src: Any, rows: tuple[int, int]) -> np.ndarray:
+    return src.read(window=Window(0, rows[0], src.width, rows[1] - rows[0]))
+
+
+def score_scene(
+    predictions: Mapping[str, str | os.PathLike[str]],
+    target: str | os.PathLike[str],
+    cloudy: str | os.PathLike[str],
+    mask: str | os.PathLike[str],
+    protocol: str | Protocol | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Score predicted scenes against a target scene on their common covered pixels.
+
+    Args:
+        predictions: model name -> predicted 13-band uint16 DN GeoTIFF (0 = nodata), on the grid
+            of ``target``.
+        target: the cloud-free target mosaic (13-band DN, 0 = nodata).
+        cloudy: the cloudy input mosaic (13-band DN, 0 = nodata).
+        mask: the int8 cloud (1) / shadow (-1) / clear (0) mask, -128 = nodata.
+        protocol: the metric protocol (see :class:`dsen2cr.metrics.SceneScore`).
+
+    Returns:
+        ``{model: metrics}``: :meth:`SceneScore.compute` plus ``"central_pixel"`` (``[row,
+        col]``, the covered pixel nearest the scene centre) and ``"spectrum"`` (its 13
+        reflectances), and ``"_input"`` / ``"_target"`` entries holding that pixel's spectra.
+    """
+    proto = get_protocol(protocol)
+    halo_top = proto.ssim_window // 2
+    halo_bottom = proto.ssim_window - 1 - halo_top
+    names = list(predictions)
+    scores = {n: SceneScore(protocol=proto) for n in names}
+    files = {"_target": target, "_cloudy": cloudy, "_mask": mask, **predictions}
+    srcs = {k: rasterio.open(Path(v)) for k, v in files.items()}
+    try:
+        h, w = srcs["_target"].height, srcs["_target"].width
+        for k, src in srcs.items():
+            if (src.height, src.width) != (h, w):
+                raise ValueError(f"{files[k]} is {src.width} x {src.height}, the target {w} x {h}")
+        centre = ((h - 1) / 2.0, (w - 1) / 2.0)
+        best: tuple[float, int, int] | None = None
+        spectra: dict[str, list[float]] = {}
+        for r0 in range(0, h, STRIP_ROWS):
+            r1 = min(h, r0 + STRIP_ROWS)
+            a, b = max(0, r0 - halo_top), min(h, r1 + halo_bottom)
+            data = {k: _read(src, (a, b)) for k, src in srcs.items()}
+            covered = (data["_target"] != 0).any(0) & (data["_cloudy"] != 0).any(0)
+            covered &= data["_mask"][0] != MASK_NODATA
+            for n in names:
+                covered &= (data[n] != 0).any(0)
+            cloud = (data["_mask"][0] == 1) | (data["_mask"][0] == -1)
+            target_r = dn_to_reflectance(data["_target"].astype(np.float64))
+            cloudy_r = dn_to_reflectance(data["_cloudy"].astype(np.float64))
+            for n in names:
+                pred_r = dn_to_reflectance(data[n].astype(np.float64))
+                scores[n].update(pred_r, target_r, cloudy_r, cloud, covered,
+                                 owned=(r0 - a, r1 - a))  # fmt: skip
+            own = covered[r0 - a : r1 - a]
+            if own.any():
+                rr, cc = np.nonzero(own)
+                d = (rr + r0 - centre[0]) ** 2 + (cc - centre[1]) ** 2
+                i = int(np.argmin(d))
+                if best is None or d[i] < best[0]:
+                    row, col = int(rr[i]) + r0, int(cc[i])
+                    best = (float(d[i]), row, col)
+                    spectra = {k: (data[k][:, row - a, col] / 1e4).tolist() for k in data
+                               if k != "_mask"}  # fmt: skip
+    finally:
+        for src in srcs.values():
+            src.close()
+    out: dict[str, dict[str, Any]] = {}
+    for n in names:
+        res = scores[n].compute()
+        res["central_pixel"] = [best[1], best[2]] if best else None
+        res["spectrum"] = spectra.get(n)
+        out[n] = res
+    out["_input"] = {"spectrum": spectra.get("_cloudy")}
+    out["_target"] = {"spectrum": spectra.get("_target")}
+    return out
+
+
+def _decimated(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        f = max(1, math.ceil(max(src.height, src.width) / FIGURE_SIDE))
+        shape = (src.count, max(1, src.height // f), max(1, src.width // f))
+        return src.read(out_shape=shape, resampling=Resampling.nearest)
+
+
+def _csv_cell(v: Any) -> Any:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.6g}"
+    return v
+
+
+def _json_number(v: Any) -> Any:
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, list):
+        return [_json_number(x) for x in v]
+    return v
+
+
+def evaluate_scenes(
+    models: Mapping[str, nn.Module],
+    weights: Mapping[str, str | os.PathLike[str]],
+    data_root: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    split: str = "test",
+    split_file: str | os.PathLike[str] | None = None,
+    device: Any = None,
+    protocol: str | Protocol | None = None,
+    cloud_threshold: float = DEFAULT_THRESHOLD,
+    examples: int = 4,
+    stretch: str | tuple[float, float] = RGB_STRETCH_DN,
+    progress: bool = True,
+    overwrite: bool = False,
+    tile: int = 512,
+) -> dict[str, Any]:
+    """Mosaic, predict and score every (season, ROI) scene of a split (see the module docs).
+
+    Args:
+        models: model name -> loaded network (``identity`` included or not); a model without
+            a finite receptive field is skipped with its reason.
+        weights: model name -> its weight file (what ``dsen2cr predict`` loads and records in
+            the output's metadata), for every model but ``identity``.
+        data_root: SEN12MS-CR root folder.
+        out_dir: output folder (``OUT/scenes`` of ``dsen2cr evaluate``).
+        split: the split whose ROIs are mosaicked.
+        split_file: optional split definition.
+        device: evaluation device (default CUDA when available).
+        protocol: the metric protocol.
+        cloud_threshold: threshold of the cloud detector (the scene mask).
+        examples: scenes shown in the figures, spread over cloud cover.
+        stretch: RGB stretch of the figures.
+        progress: show a progress bar over the scenes.
+        overwrite: write into a folder that is not empty.
+        tile: core tile size of the tiled predictor.
+
+    Returns:
+        The content of ``OUT/metrics.json``.
+    """
+    out = guard_outputs({"out": out_dir}, [data_root], overwrite=overwrite, folders=["out"])["out"]
+    proto = get_protocol(protocol)
+    dev = resolve_device(device)
+    options = PredictOptions(tile=tile, device=str(dev), threshold=cloud_threshold,
+                             progress=False)  # fmt: skip
+    mosaics_dir = out / "mosaics"
+    mosaics = mosaic_split(data_root, mosaics_dir, split=split, split_file=split_file,
+                           overwrite=True, progress=False)  # fmt: skip
+    skipped: dict[str, str] = {}
+    tiled: list[str] = []
+    for name, net in models.items():
+        if name == IDENTITY:
+            continue
+        if hasattr(net, "receptive_field_radius"):
+            tiled.append(name)
+        else:
+            skipped[name] = (f"a {type(net).__name__} has no finite receptive field, so a scene "
+                             "cannot be predicted exactly tile by tile")  # fmt: skip
+    scored = [*tiled, *([IDENTITY] if IDENTITY in models else [])]
+    per_scene: dict[str, dict[str, Any]] = {}
+    spectra: dict[str, dict[str, Any]] = {}
+    bar = tqdm(mosaics, desc=f"scenes {split}", unit="scene", disable=None if progress else True)
+    for scene in bar:
+        files = {m: mosaics_dir / f"{scene}{MOSAIC_SUFFIX[m]}" for m in MOSAIC_SUFFIX}
+        mask = mosaics_dir / f"{scene}_mask.tif"
+        mask_scene(files["s2_cloudy"], mask, options=options, overwrite=True)
+        preds: dict[str, Path] = {}
+        for name in tiled:
+            preds[name] = out / f"{scene}_{name}.tif"
+            predict(files["s2_cloudy"], weights[name], preds[name], files["s1"],
+                    options=options, overwrite=True)  # fmt: skip
+        if IDENTITY in scored:
+            preds[IDENTITY] = files["s2_cloudy"]
+        result = score_scene(preds, files["s2"], files["s2_cloudy"], mask, proto)
+        spectra[scene] = {"input": result.pop("_input")["spectrum"],
+                          "target": result.pop("_target")["spectrum"]}  # fmt: skip
+        per_scene[scene] = result
+    bar.close()
+
+    scenes_json = {s: {n: {k: _json_number(v) for k, v in r.items()} for n, r in res.items()}
+                   for s, res in per_scene.items()}  # fmt: skip
+    units = {"mae": "TOA reflectance", "rmse": "TOA reflectance", "psnr": "dB", "sam": "degrees",
+             "ssim": "unitless", "band_nrmse": "percent", "spectrum": "TOA reflectance"}  # fmt: skip
+    summary: dict[str, Any] = {
+        "scenes": scenes_json,
+        "spectra": spectra,
+        "protocol": proto.to_dict(),
+        "split": split,
+        "data": str(data_root),
+        "models": scored,
+        "skipped": skipped,
+        "cloud_threshold": cloud_threshold,
+        "mosaics": {s: {m: r.to_dict() for m, r in res.items()} for s, res in mosaics.items()},
+        "units": units,
+        "notes": (
+            "scored on the pixels every input and prediction covers; the scene mask takes its "
+            "shadow statistics over the whole scene, so it can differ from the per-patch masks"
+        ),
+    }
+    with atomic_output(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    with atomic_output(out / "metrics.csv") as tmp, open(tmp, "w", newline="") as fh:
+        fields = ["scene", "model", "covered_pixels", "cloud_fraction", *METRIC_KEYS,
+                  *(f"nrmse_{b}" for b in S2_BANDS)]  # fmt: skip
+        writer = csv.writer(fh)
+        writer.writerow(fields)
+        for scene, res in per_scene.items():
+            for name, r in res.items():
+                values = [r["covered_pixels"], r["cloud_fraction"], *(r[k] for k in METRIC_KEYS),
+                          *r["band_nrmse"]]  # fmt: skip
+                writer.writerow([scene, name, *map(_csv_cell, values)])
+    if tiled and per_scene:
+        _figures(out, mosaics_dir, per_scene, spectra, tiled, examples, stretch)
+    return summary
+
+
+def _figures(
+    out: Path,
+    mosaics_dir: Path,
+    per_scene: dict[str, dict[str, Any]],
+    spectra: dict[str, dict[str, Any]],
+    models: list[str],
+    examples: int,
+    stretch: str | tuple[float, float],
+) -> None:
+    """Figs. 9, 10 and 12 for scenes spread over cloud cover."""
+    names = list(per_scene)
+    cover = [per_scene[s][models[0]]["cloud_fraction"] for s in names]
+    cover = [c if math.isfinite(c) else 0.0 for c in cover]
+    chosen = [names[i] for i in pick_examples(cover, max(1, examples))]
+    pictures, panels = [], []
+    for scene in chosen:
+        label = f"{scene}: {100 * per_scene[scene][models[0]]['cloud_fraction']:.0f} % cloud/shadow"
+        pictures.append({
+            "label": label,
+            "cloudy": _decimated(mosaics_dir / f"{scene}{MOSAIC_SUFFIX['s2_cloudy']}"),
+            "target": _decimated(mosaics_dir / f"{scene}{MOSAIC_SUFFIX['s2']}"),
+            "predictions": {m: _decimated(out / f"{scene}_{m}.tif") for m in models},
+        })  # fmt: skip
+        res = per_scene[scene]
+        nan = [math.nan] * len(S2_BANDS)
+        panels.append({
+            "label": scene,
+            "pixel": tuple(res[models[0]]["central_pixel"] or ("?", "?")),
+            "band_nrmse": {m: res[m]["band_nrmse"] for m in models},
+            "spectra": {"input": spectra[scene]["input"] or nan,
+                        "target": spectra[scene]["target"] or nan,
+                        **{m: res[m]["spectrum"] or nan for m in models}},
+        })  # fmt: skip
+    scene_examples_figure(pictures, models, out / "scene_examples.png", stretch=stretch)
+    scene_spectra_figure(panels, models, out / "scene_spectra.png")
+    scene_60m_figure(pictures[:3], models[0], out / "scene_60m.png")

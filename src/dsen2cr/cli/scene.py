@@ -30,21 +30,38 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         description="Predict cloud-free Sentinel-2 for whole scenes with exact tiling: 13-band "
         "GeoTIFF or L1C .SAFE/.zip (baseline >= 04.00 offset removed) plus an S1 VV/VH GeoTIFF in "
         "dB (any CRS, reprojected onto the S2 grid). Writes a 13-band uint16 DN Cloud-Optimized "
-        "GeoTIFF on the S2 grid (0 = nodata). With several scenes (a list or quoted globs), --out "
-        "(and --mask-out, --preview) are folders and S1 files pair with S2 in sorted order. "
-        "Python: dsen2cr.scene.predict / predict_scenes.",
+        "GeoTIFF on the S2 grid (0 = nodata). A batch (several scenes, quoted globs or --pairs) "
+        "writes into folders: each S2 gets the S1 covering most of its footprint; under torchrun, "
+        "srun or a job array every process takes a fixed share of the sorted scenes; scenes whose "
+        "outputs were already made with the same weights and options are skipped; a failing "
+        "scene is reported and the others go on (exit status 1 at the end); every scene is logged "
+        "to a JSON-lines manifest. Python: dsen2cr.scene.predict / predict_batch.",
     )
-    p.add_argument("--s2", nargs="+", required=True, metavar="CLOUDY",
+    p.add_argument("--s2", nargs="+", default=None, metavar="CLOUDY",
                    help="cloudy S2: 13-band GeoTIFF (DN), .SAFE folder or .zip; globs allowed")
     p.add_argument("--s1", nargs="+", default=None, metavar="SAR",
-                   help="S1 VV/VH GeoTIFF(s) in dB (optional for weights without SAR)")
-    p.add_argument("--weights", required=True, type=Path,
-                   help=".safetensors, the authors' Keras .hdf5, or a training .ckpt")
-    p.add_argument("--out", required=True, type=Path, help="output .tif (a folder for several)")
+                   help="S1 VV/VH GeoTIFF(s) in dB (optional for weights without SAR); in a "
+                   "batch, candidates matched to each S2 by footprint")
+    p.add_argument("--pairs", type=Path, default=None, metavar="CSV",
+                   help="batch from a CSV with columns s2,s1 and an optional out (paths relative "
+                   "to the CSV's folder) instead of --s2/--s1")
+    p.add_argument("--weights", type=Path, default=None,
+                   help=".safetensors, the authors' Keras .hdf5, or a training .ckpt (required)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output .tif (a folder for a batch) (required)")
     p.add_argument("--mask-out", type=Path, default=None,
                    help="also write the int8 cloud(1)/shadow(-1)/clear(0) mask (-128 nodata)")
     p.add_argument("--preview", type=Path, default=None,
                    help="also write a PNG preview: input, SAR, mask, prediction side by side")
+    p.add_argument("--manifest", type=Path, default=None, metavar="FILE",
+                   help="batch: the JSON-lines manifest every process appends to (default "
+                   "OUT/manifest.jsonl)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="batch: predict share I (0-based) of N, e.g. $SLURM_ARRAY_TASK_ID/N "
+                   "(default: from torchrun / srun / job-array variables)")
+    p.add_argument("--summary", type=Path, default=None, metavar="MANIFEST",
+                   help="print what a batch's manifest says is done, skipped, failed and still "
+                   "missing, and exit (status 1 unless complete)")
     p.add_argument("--batch", type=int, default=None,
                    help="tiles per forward pass (default 4 on CUDA, 1 on CPU)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
@@ -55,19 +72,43 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     add_speed_options(p, "")
     add_overwrite(p, "output files (prediction, mask, preview)")
 
-    def run(a: argparse.Namespace) -> None:
-        from dsen2cr.scene import PredictOptions, predict_scenes
+    def run(a: argparse.Namespace) -> int:
+        from dsen2cr.scene import (
+            PredictOptions,
+            format_summary,
+            parse_shard,
+            predict_scenes,
+            summarize,
+        )
 
+        if a.summary is not None:
+            summary = summarize(a.summary)
+            print(format_summary(summary))
+            return 0 if summary.complete else 1
+        missing = [f for f, v in (("--weights", a.weights), ("--out", a.out)) if v is None]
+        if a.s2 is None and a.pairs is None:
+            missing.insert(0, "--s2 (or --pairs)")
+        if missing:
+            p.error(f"the following arguments are required: {', '.join(missing)}")
+        if a.s2 is not None and a.pairs is not None:
+            p.error("give --s2/--s1 or --pairs, not both")
         options = PredictOptions(
             **given(a, "tile", "batch", "device", "precision", "threshold", "compress", "readers"),
             s1_linear=a.s1_linear, speed=speed_options(a), progress=not a.quiet,
         )  # fmt: skip
-        results = predict_scenes(a.s2, a.weights, a.out, a.s1, mask_out=a.mask_out,
-                                 preview=a.preview, options=options, overwrite=a.overwrite)  # fmt: skip
-        for r in results:
+        shard = parse_shard(a.shard) if a.shard is not None else None
+        result = predict_scenes(a.s2, a.weights, a.out, a.s1, pairs=a.pairs, mask_out=a.mask_out,
+                                preview=a.preview, options=options, overwrite=a.overwrite,
+                                manifest=a.manifest, shard=shard, quiet=a.quiet)  # fmt: skip
+        if isinstance(result, list):
+            for r in result:
+                print(json.dumps(r))
+            return 0
+        for r in result.records:
             print(json.dumps(r))
+        return 0 if result.ok else 1
 
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, flags={"s2": "--s2"})
 
 
 def add_mask(sub: argparse._SubParsersAction) -> None:

@@ -19,6 +19,7 @@ from dsen2cr.models.weights import (
     count_parameters,
     describe_weights,
     load_weights,
+    network_digest,
     read_weights,
     save_weights,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "count_parameters",
     "describe_weights",
     "load_weights",
+    "network_digest",
     "read_weights",
     "save_weights",
 ]

@@ -25,6 +25,7 @@ weight file is cheap.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -52,6 +53,7 @@ __all__ = [
     "count_parameters",
     "describe_weights",
     "load_weights",
+    "network_digest",
     "read_weights",
     "register_architecture",
     "save_weights",
@@ -342,3 +344,27 @@ def describe_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
         "receptive_field_radius": getattr(model, "receptive_field_radius", None),
         "training": model.training_info,
     }
+
+
+def network_digest(model: nn.Module) -> str:
+    """A SHA-256 of a network's weights, the same whatever file format they came from.
+
+    It covers the network's class, its constructor config (when it has one) and every tensor of
+    its state dict (name, shape, and the values as contiguous float32 on the CPU), so the
+    authors' Keras file and its converted safetensors give the same digest, and any change of a
+    single weight gives another. ``dsen2cr predict`` records it in its outputs
+    (``DSEN2CR_WEIGHTS_SHA256``), which lets a resumed batch tell its own outputs apart.
+
+    Returns:
+        64 hexadecimal digits.
+    """
+    h = hashlib.sha256()
+    h.update(type(model).__name__.encode())
+    config = getattr(model, "config", None)
+    if isinstance(config, Mapping):
+        h.update(json.dumps(dict(config), sort_keys=True, default=str).encode())
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().to("cpu", torch.float32).contiguous()
+        h.update(f"{name}:{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()

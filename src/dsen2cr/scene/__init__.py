@@ -9,27 +9,42 @@
 * :mod:`dsen2cr.scene.predict` - :func:`predict` (``dsen2cr predict``) and :func:`predict_array`;
 * :mod:`dsen2cr.scene.mask` - :func:`mask_scene` (``dsen2cr mask``), the same path without the
   network;
-* :mod:`dsen2cr.scene.batch` - several scenes in one call.
+* :mod:`dsen2cr.scene.batch` - batches of scenes over many processes (``torchrun``, ``srun``, job
+  arrays), resumable, with :mod:`dsen2cr.scene.launch` (shares), :mod:`dsen2cr.scene.pairing`
+  (S1 for each S2) and :mod:`dsen2cr.scene.manifest` (one JSON line per scene).
 """
 
-from dsen2cr.scene.batch import predict_many, predict_scenes
+from dsen2cr.scene.batch import BatchResult, predict_batch, predict_scenes
+from dsen2cr.scene.launch import Shard, parse_shard, shard_from_env
+from dsen2cr.scene.manifest import Manifest, format_summary, summarize
 from dsen2cr.scene.mask import mask_scene
+from dsen2cr.scene.pairing import Pair, pair_by_footprint, read_pairs
 from dsen2cr.scene.predict import PredictOptions, predict, predict_array
 from dsen2cr.scene.sentinel1 import S1Source, open_s1
 from dsen2cr.scene.sentinel2 import S2Scene, open_s2
 from dsen2cr.scene.tiling import Tile, plan_tiles
 
 __all__ = [
+    "BatchResult",
+    "Manifest",
+    "Pair",
     "PredictOptions",
     "S1Source",
     "S2Scene",
+    "Shard",
     "Tile",
+    "format_summary",
     "mask_scene",
     "open_s1",
     "open_s2",
+    "pair_by_footprint",
+    "parse_shard",
     "plan_tiles",
     "predict",
     "predict_array",
-    "predict_many",
+    "predict_batch",
     "predict_scenes",
+    "read_pairs",
+    "shard_from_env",
+    "summarize",
 ]

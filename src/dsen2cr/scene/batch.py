@@ -1,231 +1,407 @@
-"""Several scenes in one call: outputs named after the inputs, one process per GPU.
+"""Batches of scenes: many processes, one job, resumable, one bad scene stopping nothing.
 
-``dsen2cr predict`` with several S2 inputs (a list or quoted globs) writes into folders:
-``<name>_dsen2cr.tif``, ``<name>_mask.tif``, ``<name>_preview.png``. With several CUDA devices
-the scenes are shared among spawned worker processes, one per device.
+``dsen2cr predict`` with several S2 inputs (paths, quoted globs, or a ``--pairs`` file) writes
+into folders: ``<name>_dsen2cr.tif``, ``<name>_mask.tif``, ``<name>_preview.png``. It is built
+to run for days on a cluster without supervision:
+
+* **Many processes.** Under ``torchrun``, ``srun`` or a job array each process takes a fixed
+  share of the sorted scene list (:mod:`dsen2cr.scene.launch`) and never waits for another; its
+  GPU comes from its local rank. A single process on a machine with several GPUs starts one
+  worker process per GPU, each with its own fixed share.
+* **Explicit pairing.** S1 goes with S2 by a checked rule (:mod:`dsen2cr.scene.pairing`): a
+  pairs file, or the S1 image covering most of the scene's footprint. A scene without an S1
+  is reported, not shifted onto another one's.
+* **Resumable.** A scene whose outputs already exist, made with the same weights (the digest of
+  the network, :func:`dsen2cr.models.network_digest`), the same output options
+  (:meth:`PredictOptions.fingerprint`) and the same inputs (by file name), as recorded in their
+  GeoTIFF metadata, is skipped; ``overwrite`` redoes it. An output made otherwise is never
+  replaced without ``overwrite``: that scene fails with the reason.
+* **Failures stay local.** A scene that fails is reported with its one-line reason and the rest
+  go on; :attr:`BatchResult.ok` is False at the end (``dsen2cr predict`` exits with status 1).
+* **Manifest and progress.** Every process appends one JSON line per scene to the manifest
+  (:mod:`dsen2cr.scene.manifest`), prints one progress line per scene on stderr and a final
+  summary line.
 """
 
 from __future__ import annotations
 
-import glob
+import json
 import os
+import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import rasterio
 import torch
 import torch.multiprocessing as mp
 
-from dsen2cr.errors import DataError, DSen2CRError, OptionError
+from dsen2cr.errors import DataError, DSen2CRError, OptionError, one_line
 from dsen2cr.io import guard_outputs
-from dsen2cr.models import DSen2CR
-from dsen2cr.performance import resolve_device
+from dsen2cr.models import load_weights, network_digest
+from dsen2cr.scene.launch import Shard, shard_from_env
+from dsen2cr.scene.manifest import Manifest
+from dsen2cr.scene.pairing import Pair, expand_inputs, pair_by_footprint, read_pairs
 from dsen2cr.scene.predict import PredictOptions, predict
-from dsen2cr.scene.sentinel2 import open_s2
+
+__all__ = ["BatchResult", "plan_batch", "predict_batch", "predict_scenes"]
+
+MANIFEST_NAME = "manifest.jsonl"
+"""Default manifest file name, in the output folder."""
 
 
-def expand_inputs(items: Sequence[str | os.PathLike[str]], what: str) -> list[Path]:
-    """Expand glob patterns (sorted) and keep plain paths; a pattern without matches is an error."""
-    out: list[Path] = []
-    for item in items:
-        s = str(item)
-        if any(ch in s for ch in "*?["):
-            matches = sorted(glob.glob(s))
-            if not matches:
-                raise DataError(f"no {what} matches the pattern {s}")
-            out.extend(Path(m) for m in matches)
-        else:
-            out.append(Path(s))
-    return out
+@dataclass
+class BatchResult:
+    """What one process (or the worker processes it started) did.
+
+    Attributes:
+        records: one manifest record per scene of the share(s), in order.
+        shard: this process's share.
+        manifest: the manifest file.
+    """
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    shard: Shard = field(default_factory=Shard)
+    manifest: Path | None = None
+
+    def count(self, status: str) -> int:
+        """Number of scenes with this status."""
+        return sum(r["status"] == status for r in self.records)
+
+    @property
+    def ok(self) -> bool:
+        """No scene failed."""
+        return self.count("failed") == 0
 
 
-def scene_name(path: Path) -> str:
-    """The name of a scene's outputs: the input's file name without its suffixes."""
-    name = path.name
-    for suffix in (".zip", ".SAFE", ".tiff", ".tif", ".TIF", ".TIFF"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    return name
+@dataclass(frozen=True)
+class _Outputs:
+    out: Path
+    mask: Path | None
+    preview: Path | None
 
 
-def _worker_init(device_queue: Any) -> None:
-    global _WORKER_DEVICE
-    _WORKER_DEVICE = device_queue.get()
-    if _WORKER_DEVICE is not None and _WORKER_DEVICE.startswith("cuda"):
-        torch.cuda.set_device(_WORKER_DEVICE)  # no context on GPU 0 from every worker
+def plan_batch(
+    s2: Sequence[str | os.PathLike[str]] | None = None,
+    pairs: str | os.PathLike[str] | None = None,
+) -> list[Pair]:
+    """Every scene of a batch, sorted by S2 path (S1 not yet matched for globs).
+
+    Args:
+        s2: S2 paths or glob patterns.
+        pairs: a pairs file instead (see :func:`dsen2cr.scene.pairing.read_pairs`).
+
+    Raises:
+        DataError: nothing to predict, a pattern without matches, or two scenes with the same
+            name and no explicit output (their outputs would collide).
+    """
+    if (s2 is None) == (pairs is None):
+        raise OptionError("s2", "give the S2 inputs or a pairs file (one of them)")
+    scenes = read_pairs(pairs) if pairs is not None else [Pair(p) for p in expand_inputs(s2 or [], "S2 image")]
+    scenes = sorted(scenes, key=lambda p: str(p.s2))
+    if not scenes:
+        raise DataError("no S2 scene to predict")
+    names: dict[str, Path] = {}
+    for p in scenes:
+        if p.out is None:
+            if p.name in names:
+                raise DataError(f"{p.s2} and {names[p.name]} have the same name {p.name!r}; "
+                                "their outputs would collide (give outputs in a --pairs file)")  # fmt: skip
+            names[p.name] = p.s2
+    return scenes
 
 
-_WORKER_DEVICE: str | None = None
+def _outputs(pair: Pair, out_dir: Path, mask_dir: Path | None, preview_dir: Path | None) -> _Outputs:
+    return _Outputs(
+        pair.out or out_dir / f"{pair.name}_dsen2cr.tif",
+        mask_dir / f"{pair.name}_mask.tif" if mask_dir else None,
+        preview_dir / f"{pair.name}_preview.png" if preview_dir else None,
+    )
 
 
-def _worker_predict(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Run :func:`predict` in a pool worker on the worker's device."""
-    model = kwargs.pop("weights_or_model")
-    if isinstance(model, tuple):  # (config, state_dict) of an in-memory model
-        config, state = model
-        net = DSen2CR(**config)
-        net.load_state_dict(state)
-        model = net
-    options = replace(kwargs.pop("options"), device=_WORKER_DEVICE or "cpu", progress=False)
-    return predict(weights_or_model=model, options=options, **kwargs)
+def _tags(path: Path) -> dict[str, str] | None:
+    try:
+        with rasterio.open(path) as src:
+            return dict(src.tags())
+    except rasterio.errors.RasterioError:
+        return None
 
 
-def predict_many(
-    s2: Sequence[str | os.PathLike[str]],
-    weights_or_model: Any,
+def _own_mask(path: Path, pair: Pair, opts: PredictOptions) -> bool:
+    """Whether a mask file was made by dsen2cr from this S2 input with this threshold."""
+    tags = _tags(path) or {}
+    return (Path(tags.get("DSEN2CR_S2", "")).name == pair.s2.name
+            and tags.get("DSEN2CR_THRESHOLD") == str(opts.threshold))  # fmt: skip
+
+
+def _existing(outs: _Outputs, pair: Pair, s1: Path | None, digest: str,
+              opts: PredictOptions) -> tuple[str, str]:  # fmt: skip
+    """``("missing" | "complete" | "partial" | "other", reason)`` of a scene's outputs.
+
+    ``complete``: every output exists and was made with these weights, options and inputs;
+    ``partial``: the prediction was, but the mask or the preview is missing (they are redone);
+    ``other``: an output exists that was made otherwise (or not by dsen2cr).
+    """
+    if not outs.out.exists():
+        if outs.preview is not None and outs.preview.exists():
+            return "other", f"{outs.preview} exists but its prediction {outs.out} does not"
+        if outs.mask is not None and outs.mask.exists():
+            if not _own_mask(outs.mask, pair, opts):
+                return "other", f"{outs.mask} exists, made from another input or threshold"
+            return "partial", ""  # a run stopped between its outputs: the mask is redone
+        return "missing", ""
+    tags = _tags(outs.out) or {}
+    want = {
+        "DSEN2CR_WEIGHTS_SHA256": digest,
+        "DSEN2CR_OPTIONS": json.dumps(opts.fingerprint(), sort_keys=True),
+    }
+    for key, value in want.items():
+        if tags.get(key) != value:
+            what = "weights" if "WEIGHTS" in key else "options"
+            return "other", (f"{outs.out} exists, made with other {what}" if key in tags else
+                             f"{outs.out} exists and is not a dsen2cr prediction of this version")  # fmt: skip
+    if Path(tags.get("DSEN2CR_S2", "")).name != pair.s2.name:
+        return "other", f"{outs.out} exists, made from another S2 input ({tags.get('DSEN2CR_S2')})"
+    if Path(tags.get("DSEN2CR_S1", "")).name != (s1.name if s1 else ""):
+        return "other", f"{outs.out} exists, made with another S1 input ({tags.get('DSEN2CR_S1') or 'none'})"
+    state = "complete"
+    if outs.mask is not None:
+        if not outs.mask.exists():
+            state = "partial"
+        elif not _own_mask(outs.mask, pair, opts):
+            return "other", f"{outs.mask} exists, made from another input or threshold"
+    if outs.preview is not None and not outs.preview.exists():
+        state = "partial"
+    return state, ""
+
+
+def _megapixels(path: Path) -> float | None:
+    try:
+        with rasterio.open(path) as src:
+            return src.width * src.height / 1e6
+    except rasterio.errors.RasterioError:
+        return None
+
+
+def _progress(shard: Shard, k: int, n: int, rec: dict[str, Any], quiet: bool) -> None:
+    if quiet:
+        return
+    where = f"[{shard.label + ' ' if shard.label else ''}{shard.host}]"
+    tail = f"in {rec['seconds']:.1f} s" if rec["status"] != "failed" else f"- {rec['error']}"
+    if rec["status"] == "done" and rec.get("megapixels"):
+        tail += f" ({rec['megapixels'] / max(rec['seconds'], 1e-9):.2f} MP/s)"
+    print(f"{where} {k}/{n} {rec['scene']}: {rec['status']} {tail}", file=sys.stderr, flush=True)
+
+
+def _run_share(
+    scenes: list[Pair],
+    s1_candidates: list[Path] | None,
+    weights: Path,
+    out_dir: Path,
+    mask_dir: Path | None,
+    preview_dir: Path | None,
+    opts: PredictOptions,
+    overwrite: bool,
+    manifest: Path,
+    shard: Shard,
+    quiet: bool,
+) -> list[dict[str, Any]]:
+    """Predict this process's share, one scene at a time (see the module docs)."""
+    mine = shard.take(scenes)
+    log = Manifest(manifest)
+    log.append({"event": "start", "rank": shard.index, "shard": f"{shard.index}/{shard.count}",
+                "source": shard.source, "host": shard.host, "pid": os.getpid(),
+                "device": opts.device, "weights": str(weights),
+                "scenes": [p.name for p in mine]})  # fmt: skip
+    net = load_weights(weights)
+    digest = network_digest(net)
+    uses_sar = bool(getattr(net, "uses_sar", False))
+    del net
+    if s1_candidates is not None and mine:
+        matched = pair_by_footprint([p.s2 for p in mine], s1_candidates)
+        mine = [replace(m, out=p.out) for m, p in zip(matched, mine, strict=True)]
+        if not quiet:
+            for m in mine:
+                if m.s1 is not None:
+                    print(f"[{shard.label + ' ' if shard.label else ''}{shard.host}] {m.name}: "
+                          f"S1 {m.s1.name} covers {100 * (m.overlap or 0):.0f} % of it",
+                          file=sys.stderr, flush=True)  # fmt: skip
+    records = []
+    t_start = time.perf_counter()
+    for k, pair in enumerate(mine, start=1):
+        t0 = time.perf_counter()
+        outs = _outputs(pair, out_dir, mask_dir, preview_dir)
+        rec: dict[str, Any] = {"scene": pair.name, "status": "failed", "seconds": 0.0,
+                               "megapixels": None, "out": str(outs.out), "error": None,
+                               "rank": shard.index, "host": shard.host, "s2": str(pair.s2),
+                               "s1": str(pair.s1) if pair.s1 else None}  # fmt: skip
+        try:
+            if pair.error:
+                raise DSen2CRError(pair.error)
+            if uses_sar and pair.s1 is None:
+                raise DSen2CRError(f"no S1 for this scene: {pair.note or 'none given'}")
+            s1 = pair.s1 if uses_sar else None
+            state, reason = ("missing", "") if overwrite else _existing(outs, pair, s1, digest, opts)
+            if state == "other":
+                raise DSen2CRError(f"{reason}: add --overwrite to replace it")
+            if state == "complete":
+                rec.update(status="skipped", megapixels=_megapixels(outs.out))
+            else:
+                summary = predict(pair.s2, weights, outs.out, s1, mask_out=outs.mask,
+                                  preview=outs.preview, options=opts,
+                                  overwrite=overwrite or state == "partial")  # fmt: skip
+                rec.update(status="done", megapixels=summary["width"] * summary["height"] / 1e6)
+        except (DSen2CRError, OSError, rasterio.errors.RasterioError) as exc:
+            rec["error"] = one_line(exc)
+        except Exception as exc:  # a bug must not stop the other scenes either
+            rec["error"] = f"{type(exc).__name__}: {one_line(exc)}"
+        rec["seconds"] = round(time.perf_counter() - t0, 3)
+        log.append(rec)
+        records.append(rec)
+        _progress(shard, k, len(mine), rec, quiet)
+    if not quiet:
+        counts = {s: sum(r["status"] == s for r in records) for s in ("done", "skipped", "failed")}
+        where = f"[{shard.label + ' ' if shard.label else ''}{shard.host}]"
+        print(f"{where} finished {len(records)} scene(s) in {time.perf_counter() - t_start:.1f} s: "
+              f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']}; "
+              f"manifest {manifest}", file=sys.stderr, flush=True)  # fmt: skip
+    return records
+
+
+def _local_worker(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    """One local worker process: its device, its share."""
+    device = kwargs["opts"].device
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)  # no context on GPU 0 from every worker
+    return _run_share(**kwargs)
+
+
+def predict_batch(
+    s2: Sequence[str | os.PathLike[str]] | None,
+    weights: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     s1: Sequence[str | os.PathLike[str]] | None = None,
     *,
+    pairs: str | os.PathLike[str] | None = None,
     mask_dir: str | os.PathLike[str] | None = None,
     preview_dir: str | os.PathLike[str] | None = None,
-    devices: Sequence[str] | None = None,
     options: PredictOptions | None = None,
     overwrite: bool = False,
-) -> list[dict[str, Any]]:
-    """Predict several scenes; with several devices, scenes are shared among them.
-
-    Outputs are named after the inputs: ``<name>_dsen2cr.tif`` in ``out_dir``,
-    ``<name>_mask.tif`` in ``mask_dir``, ``<name>_preview.png`` in ``preview_dir``.
+    manifest: str | os.PathLike[str] | None = None,
+    shard: Shard | None = None,
+    devices: Sequence[str] | None = None,
+    quiet: bool = False,
+) -> BatchResult:
+    """Predict a batch of scenes: this process's share of it (see the module docs).
 
     Args:
-        s2: S2 inputs (paths or glob patterns, expanded and sorted).
-        weights_or_model: weight file or model.
-        out_dir: folder for the predictions.
-        s1: S1 inputs, paired with the S2 inputs in the same (sorted) order; required for SAR
-            models.
-        mask_dir: folder for cloud/shadow masks (None: no masks).
-        preview_dir: folder for previews (None: no previews).
-        devices: explicit devices, e.g. ``["cuda:0", "cuda:1"]``; one worker process per device
-            (``torch.multiprocessing`` spawn), each scene goes to the next free one. Default:
-            every CUDA device when ``options.device`` is auto/cuda and there are several, else
-            ``options.device`` alone (sequential, in this process).
+        s2: S2 inputs (paths or glob patterns), or None with ``pairs``.
+        weights: the weight file (any format :func:`dsen2cr.models.load_weights` reads).
+        out_dir: folder of the predictions ``<name>_dsen2cr.tif`` (a pairs file's ``out`` column
+            overrides it per scene).
+        s1: S1 candidates (paths or globs), matched to each scene by footprint.
+        pairs: a pairs file (``s2,s1[,out]``) instead of ``s2`` and ``s1``.
+        mask_dir: folder of the masks ``<name>_mask.tif`` (None: none).
+        preview_dir: folder of the previews ``<name>_preview.png`` (None: none).
         options: the options of :func:`~dsen2cr.scene.predict.predict`.
-        overwrite: replace outputs that exist (else that is an error, before any scene runs).
+        overwrite: redo scenes whose outputs exist, whatever made them.
+        manifest: the manifest file (default ``out_dir/manifest.jsonl``).
+        shard: this process's share (default: from the launcher's environment,
+            :func:`dsen2cr.scene.launch.shard_from_env`).
+        devices: devices of local worker processes, one process and one fixed share each
+            (default: every GPU when the device is auto or cuda, there are several and no
+            launcher started several processes; else this process alone).
+        quiet: no progress lines on stderr (and no tile progress bars).
 
     Returns:
-        One summary per scene (see :func:`predict`), in input order.
+        A :class:`BatchResult`; ``ok`` is False when some scene failed.
+
+    Raises:
+        DSen2CRError: problems of the whole batch (no scene, colliding names, unreadable
+            weights or pairs file); problems of one scene are recorded instead.
     """
     opts = options or PredictOptions()
-    scenes = expand_inputs(s2, "S2 image")
-    sars: list[Path | None] = [None] * len(scenes)
-    if s1:
-        s1_paths = expand_inputs(s1, "S1 image")
-        if len(s1_paths) != len(scenes):
-            raise DSen2CRError(
-                f"{len(scenes)} S2 scene(s) but {len(s1_paths)} S1 image(s): give one S1 per S2 "
-                "(paired in sorted order)"
-            )
-        sars = list(s1_paths)
-    names = [scene_name(p) for p in scenes]
-    if len(set(names)) != len(names):
-        raise DSen2CRError("several S2 inputs have the same name; outputs would collide")
-    for p in scenes:  # fail early, before any output is written
-        open_s2(p)
-    out_dir = Path(out_dir)
-    jobs: list[dict[str, Any]] = []
-    for p, sar, name in zip(scenes, sars, names, strict=True):
-        jobs.append(
-            {
-                "s2": p,
-                "s1": sar,
-                "out": out_dir / f"{name}_dsen2cr.tif",
-                "mask_out": Path(mask_dir) / f"{name}_mask.tif" if mask_dir else None,
-                "preview": Path(preview_dir) / f"{name}_preview.png" if preview_dir else None,
-                "options": opts,
-                "overwrite": overwrite,
-            }
-        )
-    for job in jobs:  # fail early, before any output is written
-        guard_outputs({k: job[k] for k in ("out", "mask_out", "preview")}, [job["s2"], job["s1"]],
-                      overwrite=overwrite)  # fmt: skip
-    if devices is None:
-        d = opts.device.lower()
-        n = torch.cuda.device_count() if d in ("auto", "cuda") else 0
-        devices = [f"cuda:{i}" for i in range(n)] if n > 1 else [opts.device]
-    devices = list(devices)
-    if len(devices) <= 1 or len(jobs) <= 1:
-        one = replace(opts, device=devices[0]) if devices else opts
-        return [predict(weights_or_model=weights_or_model, **{**job, "options": one}) for job in jobs]
-    return _predict_pool(jobs, weights_or_model, devices)
-
-
-def _predict_pool(jobs: list[dict[str, Any]], weights_or_model: Any, devices: list[str]) -> list:
-    """One spawned worker process per device; each scene goes to one device."""
-    for d in devices:
-        if d.startswith("cuda"):
-            resolve_device(d)
-    if isinstance(weights_or_model, DSen2CR):
-        state = {k: v.detach().cpu() for k, v in weights_or_model.state_dict().items()}
-        model_arg: Any = (weights_or_model.config, state)
-    else:
-        model_arg = str(weights_or_model)
+    scenes = plan_batch(s2 if pairs is None else None, pairs)
+    out = Path(out_dir)
+    guard_outputs({"out": out, "mask_out": mask_dir, "preview": preview_dir},
+                  [weights, pairs], overwrite=True,
+                  folders=["out", "mask_out", "preview"])  # fmt: skip
+    log = Path(manifest) if manifest is not None else out / MANIFEST_NAME
+    # a bad weight file, or SAR weights without any S1, is one error for the whole batch
+    net = load_weights(weights)
+    if getattr(net, "uses_sar", False) and not s1 and pairs is None:
+        raise DSen2CRError("the weights use SAR (sar_channels=2): give the S1 images (--s1) or "
+                           "a pairs file (--pairs)")  # fmt: skip
+    del net
+    candidates = expand_inputs(s1, "S1 image") if (s1 and pairs is None) else None
+    me = shard_from_env(explicit=shard)
+    cuda = torch.cuda.device_count() if opts.device in ("auto", "cuda") else 0
+    if devices is None and me.count == 1 and cuda > 1:
+        devices = [f"cuda:{i}" for i in range(cuda)]
+    common: dict[str, Any] = {"scenes": scenes, "s1_candidates": candidates, "weights": Path(weights),
+              "out_dir": out, "mask_dir": Path(mask_dir) if mask_dir else None,
+              "preview_dir": Path(preview_dir) if preview_dir else None,
+              "overwrite": overwrite, "manifest": log, "quiet": quiet}  # fmt: skip
+    many = me.count > 1 or (devices is not None and len(devices) > 1)
+    if devices is None or len(devices) <= 1 or me.count > 1:
+        device = devices[0] if devices else me.device(opts.device, cuda)
+        one = replace(opts, device=device, progress=opts.progress and not quiet and not many)
+        return BatchResult(_run_share(opts=one, shard=me, **common), me, log)
+    n = len(devices)
+    jobs = [{**common, "opts": replace(opts, device=d, progress=False),
+             "shard": Shard(i, n, i, "local")} for i, d in enumerate(devices)]  # fmt: skip
     ctx = mp.get_context("spawn")
-    dq = ctx.Queue()
-    for d in devices:
-        dq.put(d)
-    workers = min(len(devices), len(jobs))
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(dq,)
-    ) as pool:
-        futures = [
-            pool.submit(_worker_predict, {**job, "weights_or_model": model_arg})
-            for job in jobs
-        ]
-        return [f.result() for f in futures]
+    with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+        parts = list(pool.map(_local_worker, jobs))
+    order = {p.name: i for i, p in enumerate(scenes)}
+    records = sorted((r for part in parts for r in part), key=lambda r: order[r["scene"]])
+    return BatchResult(records, Shard(0, 1, None, f"{n} local processes"), log)
 
 
 def predict_scenes(
-    s2: Sequence[str | os.PathLike[str]],
-    weights_or_model: Any,
+    s2: Sequence[str | os.PathLike[str]] | None,
+    weights: str | os.PathLike[str],
     out: str | os.PathLike[str],
     s1: Sequence[str | os.PathLike[str]] | None = None,
     *,
+    pairs: str | os.PathLike[str] | None = None,
     mask_out: str | os.PathLike[str] | None = None,
     preview: str | os.PathLike[str] | None = None,
     options: PredictOptions | None = None,
     overwrite: bool = False,
-) -> list[dict[str, Any]]:
-    """What ``dsen2cr predict`` does: one scene to a file, or several scenes to folders.
+    manifest: str | os.PathLike[str] | None = None,
+    shard: Shard | None = None,
+    quiet: bool = False,
+) -> list[dict[str, Any]] | BatchResult:
+    """What ``dsen2cr predict`` does: one scene to a file, or a batch of scenes to folders.
 
-    One S2 input (after glob expansion) and an ``out`` that is not an existing folder: ``out``,
-    ``mask_out`` and ``preview`` are files (:func:`predict`). Otherwise they are folders
-    (:func:`predict_many`).
+    One S2 input (after glob expansion), no pairs file, and an ``out`` that is not an existing
+    folder: ``out``, ``mask_out`` and ``preview`` are files (:func:`predict`) and the result is
+    ``[summary]``. Otherwise they are folders (:func:`predict_batch`) and the result is its
+    :class:`BatchResult`.
 
-    Args:
-        s2: S2 paths or glob patterns.
-        weights_or_model: weight file or model.
-        out: output file (one scene) or folder.
-        s1: S1 paths or glob patterns (one per S2, sorted order), or None.
-        mask_out: mask file or folder, or None.
-        preview: preview PNG or folder, or None.
-        options: the options of :func:`~dsen2cr.scene.predict.predict`.
-        overwrite: replace outputs that exist.
-
-    Returns:
-        One summary per scene.
+    Raises:
+        DSen2CRError: see :func:`predict` and :func:`predict_batch`.
     """
-    scenes = expand_inputs(s2, "S2 image")
-    out = Path(out)
-    if len(scenes) == 1 and not out.is_dir():
+    scenes = expand_inputs(s2, "S2 image") if s2 is not None and pairs is None else []
+    target = Path(out)
+    launched = shard is not None or shard_from_env().count > 1
+    if len(scenes) == 1 and pairs is None and not target.is_dir() and not launched:
         sars = expand_inputs(s1, "S1 image") if s1 else []
         if len(sars) > 1:
             raise DSen2CRError(f"one S2 scene but {len(sars)} S1 images: give one S1 per S2")
         sar = sars[0] if sars else None
-        weights = weights_or_model if isinstance(weights_or_model, (str, os.PathLike)) else None
-        guard_outputs({"out": out, "mask_out": mask_out, "preview": preview},
+        guard_outputs({"out": target, "mask_out": mask_out, "preview": preview},
                       [scenes[0], sar, weights], overwrite=overwrite)  # fmt: skip
-        if out.suffix.lower() not in (".tif", ".tiff"):
-            raise OptionError("out", f"{out}: expected a .tif file name (or an existing folder)")
-        one = predict(
-            scenes[0], weights_or_model, out, sar, mask_out=mask_out, preview=preview,
-            options=options, overwrite=overwrite,
-        )
-        return [one]
-    if out.suffix.lower() in (".tif", ".tiff"):
-        raise OptionError("out", f"must be a folder for {len(scenes)} S2 scenes, not {out}")
-    return predict_many(
-        scenes, weights_or_model, out, s1, mask_dir=mask_out, preview_dir=preview,
-        options=options, overwrite=overwrite,
-    )
+        if target.suffix.lower() not in (".tif", ".tiff"):
+            raise OptionError("out", f"{target}: expected a .tif file name (or an existing folder)")
+        return [predict(scenes[0], weights, target, sar, mask_out=mask_out, preview=preview,
+                        options=options, overwrite=overwrite)]  # fmt: skip
+    if target.suffix.lower() in (".tif", ".tiff"):
+        raise OptionError("out", f"must be a folder for a batch of scenes, not {target}")
+    return predict_batch(s2 if pairs is None else None, weights, target, s1, pairs=pairs,
+                         mask_dir=mask_out, preview_dir=preview, options=options,
+                         overwrite=overwrite, manifest=manifest, shard=shard, quiet=quiet)  # fmt: skip

@@ -33,7 +33,7 @@ from dsen2cr import __version__
 from dsen2cr.cloudmask import DEFAULT_THRESHOLD
 from dsen2cr.errors import DataError, DSen2CRError, OptionError, WeightsError
 from dsen2cr.io import bounded_gdal, guard_outputs
-from dsen2cr.models import load_weights
+from dsen2cr.models import load_weights, network_digest
 from dsen2cr.performance import SpeedOptions, check_precision, resolve_device
 from dsen2cr.scene.cog import COMPRESSIONS
 from dsen2cr.scene.inputs import ArrayInputs, FileInputs, SceneInputs, scene_shadow_statistics
@@ -98,6 +98,17 @@ class PredictOptions:
             raise OptionError("compress", f"must be one of {', '.join(COMPRESSIONS)}, got {self.compress!r}")
         object.__setattr__(self, "compress", compress)
 
+    def fingerprint(self) -> dict[str, Any]:
+        """The options that define an output file, recorded in it (``DSEN2CR_OPTIONS``).
+
+        A batch skips a scene whose output has the same fingerprint (and weights and inputs):
+        ``tile``, ``precision``, ``threshold``, ``compress`` and ``s1_linear``. The options that
+        only change the speed (``batch``, ``device``, ``readers``, ``speed``, ``progress``) are
+        not part of it.
+        """
+        return {"tile": self.tile, "precision": self.precision, "threshold": self.threshold,
+                "compress": self.compress, "s1_linear": self.s1_linear}  # fmt: skip
+
     def batch_for(self, device: torch.device) -> int:
         """The batch size on ``device`` (:attr:`batch`, or its default)."""
         return self.batch or (4 if device.type == "cuda" else 1)
@@ -140,6 +151,8 @@ def prediction_tags(
         "DSEN2CR_S1": str(s1_path) if s1_path is not None else "",
         "DSEN2CR_UNITS": "DN: L1C top-of-atmosphere reflectance x 10000 (prediction x 2000); "
         "0 = nodata",
+        "DSEN2CR_WEIGHTS_SHA256": network_digest(net),
+        "DSEN2CR_OPTIONS": json.dumps(options.fingerprint(), sort_keys=True),
         "DSEN2CR_TILE": str(options.tile),
         "DSEN2CR_PRECISION": options.precision,
     }

@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.dsen2cr-installed
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench gpu-check gpu-check-prepare clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,31 @@ bench: install
 	$(BIN)/python benchmarks/bench_cloudmask.py
 	$(BIN)/python benchmarks/bench_dataloading.py
 	$(BIN)/python benchmarks/bench_predict.py --device cpu --size 2048 --features 32 --blocks 4
+
+# Every GPU figure in one run on a bare GPU machine without network (about 8 minutes at most):
+# CUDA-only tests, benchmark --ladder, the 10980^2 tile, bf16 on real patches. Runs with the
+# machine's own python3 (GPU_CHECK_PYTHON); installs missing modules from .whl/ only.
+# `make gpu-check GPU_CHECK_DEVICE=cpu GPU_CHECK_PYTHON=.venv/bin/python` tests it on a CPU.
+GPU_CHECK_OUT    ?= gpu_check_out
+GPU_CHECK_DEVICE ?= cuda
+GPU_CHECK_PYTHON ?= python3
+gpu-check:
+	GPU_CHECK_OUT=$(GPU_CHECK_OUT) GPU_CHECK_DEVICE=$(GPU_CHECK_DEVICE) \
+	    $(GPU_CHECK_PYTHON) benchmarks/gpu_check.py
+
+# Where PyPI is reachable: the wheels the GPU machine lacks (its Python 3.12, manylinux x86-64)
+# into .whl/, and the real S1 / cloudy S2 patches of the bf16 check into .gpu_check_data/
+# (both ignored by git; carry them to the GPU machine).
+GPU_WHEELS ?= rasterio==1.4.4 affine==3.0.1 cligj==0.7.2 click-plugins==1.1.1.2
+REALDATA   ?= ../shared/realdata/sen12mscr_triplets
+gpu-check-prepare: install
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+	    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	    --platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
+	mkdir -p .gpu_check_data/sen12mscr_triplets
+	if [ -d $(REALDATA) ]; then cp $(REALDATA)/*_s2_cloudy.tif $(REALDATA)/*_s1.tif \
+	    .gpu_check_data/sen12mscr_triplets/; fi
+	du -shc .whl .gpu_check_data
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info

@@ -6,7 +6,9 @@ module-scoped fixtures, where the function-scoped ``write_raster`` fixture canno
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import torch
@@ -19,8 +21,17 @@ REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 TRIPLETS = REALDATA / "sen12mscr_triplets"
 GEOREF = REALDATA / "sen12mscr_georef"
 
-__all__ = ["GEOREF", "ORIGIN", "REALDATA", "TRIPLETS", "UTM", "needs_files", "tiny_model",
-           "write_raster_file"]  # fmt: skip
+__all__ = ["GEOREF", "ORIGIN", "REALDATA", "TRIPLETS", "UTM", "needs_cuda", "needs_files",
+           "tiny_model", "write_raster_file"]  # fmt: skip
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def needs_cuda(test: F) -> F:
+    """Mark a test ``cuda`` (``make gpu-check`` runs ``pytest -m cuda``) and skip it without a
+    CUDA device."""
+    skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+    return pytest.mark.cuda(skip(test))  # type: ignore[no-any-return]
 
 
 def needs_files(*paths: Path) -> pytest.MarkDecorator:

@@ -12,7 +12,7 @@ import torch
 
 from dsen2cr import cloudmask as cm
 from dsen2cr.io import read_raster
-from tests.helpers import GEOREF, TRIPLETS, needs_files
+from tests.helpers import GEOREF, TRIPLETS, needs_cuda, needs_files
 
 GEOREF_CLOUDY = GEOREF / "ROIs1868_summer_s2_cloudy_19_p30.tif"
 
@@ -172,7 +172,7 @@ def test_float_inputs_and_output_kinds() -> None:
     assert all(isinstance(getattr(st, f), float) for f in ("csi_min", "csi_mean"))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@needs_cuda
 def test_cuda_matches_numpy() -> None:
     rng = np.random.default_rng(3)
     batch = np.stack([_scene(rng, 64, 64) for _ in range(3)])

@@ -25,7 +25,7 @@ from dsen2cr.metrics import (
     image_metrics,
     ssim,
 )
-from tests.helpers import TRIPLETS, needs_files
+from tests.helpers import TRIPLETS, needs_cuda, needs_files
 
 # ------------------------------------------------------------------ independent references
 
@@ -262,7 +262,7 @@ def test_batch_metrics_equal_image_metrics():
     assert set(tgt) == set(TARGET_KEYS)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@needs_cuda
 def test_batch_metrics_on_cuda_equal_cpu():
     rng = np.random.default_rng(12)
     items = [random_triplet(rng, 30, 40) for _ in range(2)]

@@ -27,7 +27,7 @@ from dsen2cr.scene.pipeline import Pipeline, TileBatch
 from dsen2cr.scene.sentinel1 import S1Reader, open_s1
 from dsen2cr.scene.sentinel2 import open_s2
 from dsen2cr.scene.writers import prediction_to_dn
-from tests.helpers import ORIGIN, REALDATA, UTM, needs_files, tiny_model
+from tests.helpers import ORIGIN, REALDATA, UTM, needs_cuda, needs_files, tiny_model
 
 
 def cpu(**kw) -> PredictOptions:
@@ -412,7 +412,7 @@ def test_compiled_prediction_pads_the_last_batch(small):
     torch._dynamo.reset()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@needs_cuda
 def test_cuda_prediction_matches_cpu(scene):
     s2, s1 = scene["s2_cloudy"], scene["s1"]
     on_cpu = predict_array(tiny_model(), s2, s1, options=cpu(tile=256, batch=3), with_mask=True)

@@ -25,6 +25,7 @@ from dsen2cr.models import DSen2CR, load_weights
 from dsen2cr.performance import SpeedOptions
 from dsen2cr.training import DSen2CRModule, load_config, train
 from dsen2cr.training import base as training_base
+from tests.helpers import needs_cuda
 from tests.models.test_keras import random_weights, write_keras  # Keras-layout file writer
 
 
@@ -138,7 +139,7 @@ def test_speed_settings(data, monkeypatch) -> None:
     assert calls == [compiled.model]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@needs_cuda
 def test_training_step_makes_no_host_sync() -> None:
     """Mask, forward (bf16), CARL, backward and NAdam queue on the GPU without waiting for it."""
     dev = torch.device("cuda")

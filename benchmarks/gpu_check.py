@@ -7,16 +7,18 @@ Run on a machine with an NVIDIA GPU and no network (``make gpu-check GPU_CHECK_O
    private folder put first on ``PYTHONPATH``; the package itself runs from ``src/``;
 2. records the machine (``nvidia-smi``, Python, torch, CUDA, cuDNN);
 3. runs the CUDA-only tests (``pytest -m cuda``);
-4. runs ``dsen2cr benchmark --device cuda --ladder`` with the ``peak``, ``infer``, ``train``
-   and ``bf16`` sections (bf16 on the real SEN12MS-CR patches copied to ``.gpu_check_data/``
-   by the prepare step, or ``../shared/realdata/sen12mscr_triplets``);
+4. runs ``dsen2cr benchmark --device cuda`` with the ``peak``, ``infer``, ``train`` and
+   ``bf16`` sections (bf16 on the real SEN12MS-CR patches copied to ``.gpu_check_data/`` by the
+   prepare step, or ``../shared/realdata/sen12mscr_triplets``);
 5. runs the ``scene`` section on its own: a full 10980 x 10980 Sentinel-2 tile end to end,
    COG included;
+6. runs ``--ladder`` last (it compiles the network twice, so it may take what time is left);
 
 and writes into ``GPU_CHECK_OUT``: ``gpu_check.json`` (every step's status and seconds, the
 merged benchmark JSON, and each figure against its target: inference MFU >= 60 %, training MFU
 >= 50 %, the tile in <= 20 s, bf16 within 1e-2 MAE of fp32), ``gpu_check.log`` (everything the
-steps printed), ``benchmark.json`` and ``scene.json``. Each step has a time budget and the
+steps printed), ``benchmark.json``, ``scene.json`` and ``ladder.json``; each step's JSON is
+merged only when the step passed, and earlier runs' files are removed first. Each step has a time budget and the
 whole run stays within ``--budget`` seconds (default 480): a step that runs out is stopped and
 marked ``timeout``, and the others still run. The exit status is 0 when every step passed
 (targets missed are reported, not failures).
@@ -49,7 +51,7 @@ TARGETS = {
     "scene_wall_seconds": 20.0,
     "bf16_mae_reflectance": 1e-2,
 }
-STEP_BUDGETS = {"setup": 60, "tests": 60, "benchmark": 240, "scene": 150}
+STEP_BUDGETS = {"setup": 60, "tests": 60, "benchmark": 120, "scene": 150, "ladder": 180}
 """Seconds each step may take at most (also bounded by what is left of the whole budget)."""
 
 
@@ -59,7 +61,7 @@ class Run:
     def __init__(self, out: Path, budget: float) -> None:
         self.out = out
         self.deadline = time.monotonic() + budget
-        self.log = open(out / "gpu_check.log", "a", buffering=1)  # closed by main()
+        self.log = open(out / "gpu_check.log", "w", buffering=1)  # closed by main()
         self.steps: dict[str, dict[str, Any]] = {}
 
     def say(self, text: str) -> None:
@@ -193,24 +195,29 @@ def main(argv: list[str] | None = None) -> int:
                        "tests"], env, STEP_BUDGETS["tests"])  # fmt: skip
     small = ["--quick", "--features", "32", "--blocks", "4"] if cpu else []
     data = realdata()
-    bench_argv = [sys.executable, "-m", "dsen2cr.cli", "benchmark", "--device", a.device,
-                  "--sections", "peak", "infer", "train", "bf16", "--ladder",
-                  "--json", str(a.out / "benchmark.json"), "--overwrite", *small]  # fmt: skip
-    if data is not None:
-        bench_argv += ["--realdata", str(data)]
-    run.step("benchmark", bench_argv, env, STEP_BUDGETS["benchmark"])
-    scene_argv = [sys.executable, "-m", "dsen2cr.cli", "benchmark", "--device", a.device,
-                  "--sections", "scene", "--json", str(a.out / "scene.json"), "--overwrite",
-                  *([*small, "--scene-size", "256"] if cpu else [])]  # fmt: skip
-    run.step("scene", scene_argv, env, STEP_BUDGETS["scene"])
+    (a.out / "gpu_check.json").unlink(missing_ok=True)
+    parts = {"benchmark": "benchmark.json", "scene": "scene.json", "ladder": "ladder.json"}
+    base = [sys.executable, "-m", "dsen2cr.cli", "benchmark", "--device", a.device, "--overwrite"]
+    sections = {
+        "benchmark": ["--sections", "peak", "infer", "train", "bf16", *small,
+                      *(["--realdata", str(data)] if data is not None else [])],
+        "scene": ["--sections", "scene", *([*small, "--scene-size", "256"] if cpu else [])],
+        "ladder": ["--sections", "peak", "--ladder", *small],
+    }  # fmt: skip
     bench: dict[str, Any] = {}
-    for name in ("benchmark.json", "scene.json"):
+    for step, name in parts.items():
+        (a.out / name).unlink(missing_ok=True)
+        run.step(step, [*base, "--json", str(a.out / name), *sections[step]], env,
+                 STEP_BUDGETS[step])  # fmt: skip
         f = a.out / name
-        if f.is_file():
-            part = json.loads(f.read_text())
-            bench.setdefault("device", part.get("device"))
-            bench.setdefault("settings", part.get("settings"))
-            bench.update({k: v for k, v in part.items() if k not in ("device", "settings")})
+        if run.steps[step]["status"] != "ok" or not f.is_file():
+            continue
+        part = json.loads(f.read_text())
+        bench.setdefault("device", part.get("device"))
+        bench.setdefault("settings", part.get("settings"))
+        keep = (["ladder"] if step == "ladder" else
+                [k for k in part if k not in ("device", "settings", "seconds_total")])  # fmt: skip
+        bench.update({k: part[k] for k in keep if k in part})
     result["benchmark"] = bench
     result["targets"] = targets(bench)
     result["realdata"] = str(data) if data else None

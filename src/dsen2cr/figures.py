@@ -163,6 +163,20 @@ def _plot_axes(width: float, height: float) -> tuple[Any, Any]:
     return fig, ax
 
 
+def _log_scale_if_dominated(ax: Any, series: list[object]) -> bool:
+    """Put the y axis on a log scale when one value dwarfs the rest (max > 10 x median).
+
+    One band with a tiny target range (B10 over clear land, say) can have an nRMSE ten times
+    the others' and flatten them into the axis. Returns whether the scale is logarithmic.
+    """
+    allv = np.concatenate([_np(v).astype(np.float64).reshape(-1) for v in series])
+    allv = allv[np.isfinite(allv) & (allv > 0)]
+    log = bool(allv.size) and float(allv.max()) > 10.0 * float(np.median(allv))
+    if log:
+        ax.set_yscale("log")
+    return log
+
+
 def band_nrmse_plot(
     nrmse: dict[str, object],
     path: str | os.PathLike[str],
@@ -187,12 +201,7 @@ def band_nrmse_plot(
     ax.set_xticks(x)
     ax.set_xticklabels(S2_BANDS)
     ax.set_xlabel("Sentinel-2 band")
-    allv = np.concatenate([_np(v).astype(np.float64).reshape(-1) for v in nrmse.values()])
-    allv = allv[np.isfinite(allv) & (allv > 0)]
-    # one band with a tiny target range (e.g. B10 over clear land) can dwarf the others
-    log = bool(allv.size) and float(allv.max()) > 10.0 * float(np.median(allv))
-    if log:
-        ax.set_yscale("log")
+    log = _log_scale_if_dominated(ax, list(nrmse.values()))
     ax.set_ylabel("nRMSE (%) of the band's value range" + (" (log scale)" if log else ""))
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
@@ -386,7 +395,8 @@ def scene_spectra_figure(
         ax = axes[r, 0]
         for i, name in enumerate(model_names):
             _band_markers(ax, np.asarray(sc["band_nrmse"][name], np.float64), f"C{i}", name)
-        ax.set_ylabel("nRMSE (%)")
+        log = _log_scale_if_dominated(ax, [sc["band_nrmse"][n] for n in model_names])
+        ax.set_ylabel("nRMSE (%)" + (" (log scale)" if log else ""))
         ax.set_title(f"{sc.get('label', '')}: per-channel nRMSE", fontsize=9)
         ax = axes[r, 1]
         spectra = sc["spectra"]

@@ -102,9 +102,10 @@ def remove_stale_staging(folder: PathLike) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- output rules
-def _key(p: Path) -> tuple[str, Any]:
+def file_identity(p: str | os.PathLike[str]) -> tuple[str, Any]:
     """What identifies a file: its inode when it exists (hard links, symbolic links), else its
     resolved path."""
+    p = Path(p)
     try:
         st = p.stat()
         return ("inode", (st.st_dev, st.st_ino))
@@ -151,10 +152,10 @@ def guard_outputs(
     folder_opts = set(folders)
     given = {k: Path(v) for k, v in outputs.items() if v is not None}
     ins = [Path(q) for q in inputs if q is not None]
-    in_keys = {_key(q): q for q in ins}
+    in_keys = {file_identity(q): q for q in ins}
     seen: dict[tuple[str, Any], str] = {}
     for option, p in given.items():
-        key = _key(p)
+        key = file_identity(p)
         if key in in_keys:
             raise OptionError(option, f"{p} is the input {in_keys[key]}; choose another output path")
         if key in seen:

@@ -27,7 +27,7 @@ def test_gpu_check_runs_every_step_on_cpu(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "gpu_check.json").read_text())
     assert result["ok"] and result["device"] == "cpu" and not result["setup"]["missing"]
-    assert list(result["steps"]) == ["tests", "benchmark", "scene"]
+    assert list(result["steps"]) == ["tests", "benchmark", "scene", "ladder"]
     assert all(s["status"] == "ok" for s in result["steps"].values())
     bench = result["benchmark"]
     for section in ("peak", "infer", "train", "scene", "bf16", "ladder"):
@@ -38,7 +38,9 @@ def test_gpu_check_runs_every_step_on_cpu(tmp_path: Path) -> None:
     log = (tmp_path / "gpu_check.log").read_text()
     assert "-m cuda" in log and "skipped" in log  # the CUDA-only tests were selected
     assert {p.name for p in tmp_path.iterdir()} == {"gpu_check.json", "gpu_check.log",
-                                                     "benchmark.json", "scene.json"}  # fmt: skip
+                                                     "benchmark.json", "scene.json",
+                                                     "ladder.json"}  # fmt: skip
+    assert bench["ladder"]["rungs"][0] == "fp32 NCHW"
 
 
 def test_gpu_check_stops_steps_at_the_budget(tmp_path: Path) -> None:

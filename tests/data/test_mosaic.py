@@ -118,6 +118,11 @@ def test_errors(tmp_path: Path) -> None:
         mosaic_patches([a, b], a, overwrite=True)
     with pytest.raises(DataError, match="no patch"):
         plan_grid([])
+    grid = plan_grid([a, b])
+    with pytest.raises(DataError, match="not on the given scene grid"):
+        mosaic_patches([coarse], tmp_path / "g.tif", grid=grid)
+    with pytest.raises(DataError, match="off the given scene grid"):
+        mosaic_patches([off], tmp_path / "g.tif", grid=grid)
 
 
 @pytest.fixture(scope="module")

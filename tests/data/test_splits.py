@@ -78,6 +78,10 @@ def test_split_file_per_patch_list(small_root: Path, tmp_path: Path) -> None:
         assert ds.report["missing"] == 1
     summary = index_summary(small_root, split_file=f)
     assert summary["splits"] == {"listed": {"spring": 2, "winter": 1}}
+    from dsen2cr.data.datamodule import SEN12MSCRDataModule
+
+    with pytest.raises(DataError, match="per-patch list, which is one split"):
+        SEN12MSCRDataModule(small_root, split_file=f)  # training would validate on its train set
     bad = tmp_path / "bad.txt"
     bad.write_text("ROIs1158_spring_s2_cloudy_106_p10.tif\nnotes/readme.tif\n")
     with pytest.raises(DataError, match=r"line 2: 'notes/readme.tif' is not a SEN12MS-CR patch"):

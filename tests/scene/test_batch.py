@@ -73,11 +73,11 @@ def test_torchrun_batch_is_sharded_identical_and_resumable(inputs: Path, tmp_pat
     manifest = tmp_path / "multi" / "pred" / "manifest.jsonl"
     recs = records(manifest)
     starts = [r for r in recs if r.get("event") == "start"]
-    assert sorted(r["shard"] for r in starts) == ["0/2", "1/2"]
+    assert sorted(r["shard"] for r in starts) == ["0/2", "1/2"], multi.stderr[-4000:]
     shares = [set(r["scenes"]) for r in starts]
     assert not shares[0] & shares[1] and shares[0] | shares[1] == {*GOOD, "scene_4", "scene_5"}
     scenes = [r for r in recs if "scene" in r]
-    assert len(scenes) == 6  # every scene exactly once
+    assert len(scenes) == 6, multi.stderr[-4000:]  # every scene exactly once
     by_scene = {r["scene"]: r for r in scenes}
     assert all(by_scene[s]["status"] == "done" for s in GOOD)
     assert {by_scene[s]["rank"] for s in GOOD} == {0, 1}
@@ -97,7 +97,7 @@ def test_torchrun_batch_is_sharded_identical_and_resumable(inputs: Path, tmp_pat
     # a second launch skips everything and rewrites nothing
     again = run_cli(predict_argv(inputs, tmp_path / "multi"), torchrun=True)
     assert again.returncode != 0
-    assert outputs(tmp_path / "multi") == two
+    assert outputs(tmp_path / "multi") == two, again.stderr[-4000:]
     latest = summarize(manifest)
     assert latest.scenes("skipped") == GOOD and latest.scenes("failed") == ["scene_4", "scene_5"]
     assert len([r for r in records(manifest) if r.get("status") == "skipped"]) == 4
@@ -162,8 +162,21 @@ def test_shares_pairs_and_batch_errors(inputs: Path, tmp_path: Path, capsys) -> 
             "--out", str(tmp_path / "p"), "--device", "cpu", "--tile", "32", "--quiet"]  # fmt: skip
     assert main(argv) == 1  # scene_0 was given the S1 of scene_1, which does not overlap it
     lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
-    assert [(r["scene"], r["status"]) for r in lines] == [("scene_0", "failed"), ("scene_1", "done")]
+    assert [(r["scene"], r["status"]) for r in lines] == [("scene_0", "failed"), ("one", "done")]
     assert "does not overlap" in lines[0]["error"] and (tmp_path / "p" / "one.tif").is_file()
+    clash = tmp_path / "clash.csv"  # two explicit outputs of one name: masks would collide
+    clash.write_text(f"s2,s1,out\n{inputs}/s2/scene_0.tif,,a/x.tif\n{inputs}/s2/scene_1.tif,,b/x.tif\n")
+    with pytest.raises(DSen2CRError, match="would both write outputs named 'x'"):
+        predict_batch(None, inputs / "w_nosar.safetensors", tmp_path / "c", pairs=clash,
+                      mask_dir=tmp_path / "m", options=opts)  # fmt: skip
+    eats = tmp_path / "eats.csv"  # an output that is another scene's input
+    eats.write_text(f"s2,s1,out\n{inputs}/s2/scene_0.tif,,{inputs}/s1/s1_8.tif\n"
+                    f"{inputs}/s2/scene_1.tif,{inputs}/s1/s1_8.tif,\n")  # fmt: skip
+    before = (inputs / "s1" / "s1_8.tif").read_bytes()
+    with pytest.raises(DSen2CRError, match=r"s1_8\.tif is the input"):
+        predict_batch(None, inputs / "w_nosar.safetensors", tmp_path / "e", pairs=eats,
+                      options=opts, overwrite=True)  # fmt: skip
+    assert (inputs / "s1" / "s1_8.tif").read_bytes() == before
     for bad, msg in ((["predict", "--weights", "w", "--out", "o"], "--s2 (or --pairs)"),
                      ([*argv, "--s2", "x.tif"], "not both")):  # usage errors, as argparse's own
         with pytest.raises(SystemExit) as exit_info:
@@ -186,3 +199,8 @@ def test_local_worker_processes_equal_one_process(inputs: Path, tmp_path: Path) 
         assert (tmp_path / "one" / f"{s}_dsen2cr.tif").read_bytes() == (
             tmp_path / "two" / f"{s}_dsen2cr.tif").read_bytes()
     assert one.ok and len(summarize(tmp_path / "two" / "manifest.jsonl").planned) == 4
+    # a job-array task (no local rank) on a machine of two devices: two fixed sub-shares of its share
+    part = predict_batch(s2, inputs / "w.safetensors", tmp_path / "three", s1, options=opts,
+                         devices=["cpu", "cpu"], shard=Shard(1, 2), quiet=True)  # fmt: skip
+    # share 1 of 2 split in two: sub-shares 2 and 3 of 4
+    assert [(r["scene"], r["rank"]) for r in part.records] == [("scene_2", 2), ("scene_3", 3)]

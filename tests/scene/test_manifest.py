@@ -50,6 +50,9 @@ def test_summary_latest_status_and_missing(tmp_path: Path) -> None:
     assert text.splitlines()[0] == ("done 1, skipped 1, failed 1, missing 2 (of 5 scenes, 2 "
                                     "process start(s))")  # fmt: skip
     assert "failed  d: no S1 for this scene" in text and "missing e" in text
+    with open(path, "a") as fh:  # a writer killed half-way through its line
+        fh.write('{"scene": "c", "status": "do')
+    assert summarize(path).missing == ["c", "e"]
     with pytest.raises(DataError, match="not found"):
         summarize(tmp_path / "none.jsonl")
     bad = tmp_path / "bad.jsonl"

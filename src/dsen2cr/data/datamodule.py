@@ -18,7 +18,8 @@ import lightning as L
 import torch
 
 from dsen2cr.data.dataset import SEN12MSCR, EpochRandomSampler, collate
-from dsen2cr.errors import DSen2CRError
+from dsen2cr.data.splits import read_split_file
+from dsen2cr.errors import DataError, DSen2CRError
 
 TRAIN_CROP = 128
 """Side of the random training crops of the paper (Section 3.5)."""
@@ -36,7 +37,8 @@ class SEN12MSCRDataModule(L.LightningDataModule):
         eval_batch_size: val/test batch size (default ``batch_size``).
         num_workers: DataLoader worker processes (0: load in the main process).
         crop_size: training crop (``None`` or the patch size: whole patches).
-        split_file: optional split file (CSV or DSen2-CR file list).
+        split_file: optional split file (CSV or DSen2-CR file list; a per-patch list is one split
+            and is refused here).
         on_error: ``"raise"`` or ``"skip"`` (see :class:`SEN12MSCR`).
         seed: seed of crops, augmentation and shuffling.
         pin_memory: pin host memory (only used when CUDA is available).
@@ -67,6 +69,12 @@ class SEN12MSCRDataModule(L.LightningDataModule):
         self.eval_batch_size = int(eval_batch_size or batch_size)
         self.num_workers = int(num_workers)
         self.crop_size = crop_size
+        if split_file is not None and read_split_file(split_file)[0] == "patches":
+            raise DataError(
+                f"split file {split_file} is a per-patch list, which is one split; training needs "
+                "its train and val splits apart: give a CSV split,season,roi,patch or a DSen2-CR "
+                "file list"
+            )
         self.split_file = split_file
         self.on_error = on_error
         self.seed = int(seed)

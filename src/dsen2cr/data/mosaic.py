@@ -9,8 +9,9 @@ patches **by their georeferencing** (never by patch number) on their common CRS 
   :class:`~dsen2cr.errors.DataError` naming the file;
 * pixels no patch covers are nodata: 0 for Sentinel-2 (uint16 DN, all bands), NaN for
   Sentinel-1 (float32 dB);
-* where overlapping patches disagree, the first patch in sorted file order wins and the
-  disagreement is reported: how many pixels, between which patches;
+* where overlapping patches disagree, the first patch in the order given wins (for
+  :func:`mosaic_split`, the order of the patch numbers) and the disagreement is reported: how
+  many pixels, between which patches;
 * the scene is written in strips of 256 rows (one row of output blocks, each block compressed
   once), reading from each patch only the rows in the strip, so memory is bounded by one row of
   patches, not by the scene.
@@ -237,6 +238,16 @@ def mosaic_patches(
     g = grid if grid is not None else plan_grid(files)
     if grid is not None:
         own = plan_grid(files)
+        if own.crs != grid.crs or (own.transform.a, own.transform.e) != (grid.transform.a,
+                                                                         grid.transform.e):
+            raise DataError(f"the patches of {target.name} are not on the given scene grid "
+                            f"({own.crs}, {own.transform.a:g} m vs {grid.crs}, "
+                            f"{grid.transform.a:g} m)")  # fmt: skip
+        fx = (own.transform.c - grid.transform.c) / grid.transform.a
+        fy = (grid.transform.f - own.transform.f) / -grid.transform.e
+        if abs(fx - round(fx)) > GRID_TOLERANCE or abs(fy - round(fy)) > GRID_TOLERANCE:
+            raise DataError(f"the patches of {target.name} are off the given scene grid by "
+                            f"{fx:.3f}, {fy:.3f} pixels")  # fmt: skip
         col = round((own.transform.c - g.transform.c) / g.transform.a)
         row = round((g.transform.f - own.transform.f) / -g.transform.e)
         offsets = tuple((r + row, c + col) for r, c in own.offsets)

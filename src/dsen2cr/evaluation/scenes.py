@@ -61,7 +61,7 @@ __all__ = ["IDENTITY", "STRIP_ROWS", "evaluate_scenes", "score_scene"]
 
 IDENTITY = "identity"
 """Name of the baseline that returns the cloudy input unchanged."""
-STRIP_ROWS = 256
+STRIP_ROWS = 128
 """Rows scored per strip (plus the SSIM halo)."""
 FIGURE_SIDE = 512
 """Longest side (pixels) of the decimated scenes in the figures."""
@@ -237,8 +237,9 @@ def evaluate_scenes(
         preds: dict[str, Path] = {}
         for name in tiled:
             preds[name] = out / f"{scene}_{name}.tif"
-            predict(files["s2_cloudy"], weights[name], preds[name], files["s1"],
-                    options=options, overwrite=True)  # fmt: skip
+            s1 = files["s1"] if getattr(models[name], "uses_sar", False) else None
+            predict(files["s2_cloudy"], weights[name], preds[name], s1, options=options,
+                    overwrite=True)  # fmt: skip
         if IDENTITY in scored:
             preds[IDENTITY] = files["s2_cloudy"]
         result = score_scene(preds, files["s2"], files["s2_cloudy"], mask, proto)

@@ -107,7 +107,7 @@ def format_table1(rows: Mapping[str, Mapping[str, Any]]) -> str:
     Args:
         rows: method name -> metric dict (e.g. :meth:`MetricAccumulator.compute` output or a
             row of :data:`PAPER_TABLE1`), optionally with a ``"protocol"`` entry (default
-            ``"dsen2cr"``). Missing or non-finite values print as ``n/a``.
+            ``"dsen2cr"``). Missing or NaN values print as ``n/a``, infinite ones as ``inf``.
 
     Returns:
         Markdown text: a header row ``Method | MAE Target (TOA) | ...`` and one row per method.

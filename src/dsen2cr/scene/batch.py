@@ -40,7 +40,7 @@ import torch
 import torch.multiprocessing as mp
 
 from dsen2cr.errors import DataError, DSen2CRError, OptionError, one_line
-from dsen2cr.io import guard_outputs
+from dsen2cr.io import file_identity, guard_outputs
 from dsen2cr.models import load_weights, network_digest
 from dsen2cr.scene.launch import Shard, shard_from_env
 from dsen2cr.scene.manifest import Manifest
@@ -106,12 +106,24 @@ def plan_batch(
         raise DataError("no S2 scene to predict")
     names: dict[str, Path] = {}
     for p in scenes:
-        if p.out is None:
-            if p.name in names:
-                raise DataError(f"{p.s2} and {names[p.name]} have the same name {p.name!r}; "
-                                "their outputs would collide (give outputs in a --pairs file)")  # fmt: skip
-            names[p.name] = p.s2
+        if p.name in names:
+            hint = "give each its own out in the pairs file" if pairs else "give outputs in a --pairs file"
+            raise DataError(f"{p.s2} and {names[p.name]} would both write outputs named "
+                            f"{p.name!r} (prediction, mask, preview, manifest record); {hint}")  # fmt: skip
+        names[p.name] = p.s2
     return scenes
+
+
+def _check_outputs_are_not_inputs(scenes: list[Pair], extra_inputs: Sequence[Path],
+                                  outs: list[_Outputs]) -> None:  # fmt: skip
+    """No output of the batch may be an input of the batch (any scene's S2 or S1)."""
+    inputs = {file_identity(q): q for p in scenes for q in (p.s2, p.s1) if q is not None}
+    inputs.update({file_identity(q): q for q in extra_inputs})
+    for o in outs:
+        for path in (o.out, o.mask, o.preview):
+            if path is not None and file_identity(path) in inputs:
+                raise OptionError("out", f"{path} is the input {inputs[file_identity(path)]}; "
+                                  "choose another output path")  # fmt: skip
 
 
 def _outputs(pair: Pair, out_dir: Path, mask_dir: Path | None, preview_dir: Path | None) -> _Outputs:
@@ -259,7 +271,11 @@ def _run_share(
         except Exception as exc:  # a bug must not stop the other scenes either
             rec["error"] = f"{type(exc).__name__}: {one_line(exc)}"
         rec["seconds"] = round(time.perf_counter() - t0, 3)
-        log.append(rec)
+        try:
+            log.append(rec)
+        except OSError as exc:  # the scenes still go on; the record is returned and printed
+            print(f"warning: cannot append to the manifest {manifest}: {one_line(exc)}",
+                  file=sys.stderr, flush=True)  # fmt: skip
         records.append(rec)
         _progress(shard, k, len(mine), rec, quiet)
     if not quiet:
@@ -311,9 +327,10 @@ def predict_batch(
         manifest: the manifest file (default ``out_dir/manifest.jsonl``).
         shard: this process's share (default: from the launcher's environment,
             :func:`dsen2cr.scene.launch.shard_from_env`).
-        devices: devices of local worker processes, one process and one fixed share each
-            (default: every GPU when the device is auto or cuda, there are several and no
-            launcher started several processes; else this process alone).
+        devices: devices of local worker processes, one process and one fixed sub-share of this
+            process's share each (default: every GPU when the device is auto or cuda and there
+            are several). A process a launcher started per GPU (torchrun, srun: it has a local
+            rank) uses its own GPU alone (``devices[local_rank % len(devices)]`` when given).
         quiet: no progress lines on stderr (and no tile progress bars).
 
     Returns:
@@ -338,27 +355,39 @@ def predict_batch(
     del net
     candidates = expand_inputs(s1, "S1 image") if (s1 and pairs is None) else None
     me = shard_from_env(explicit=shard)
+    _check_outputs_are_not_inputs(
+        scenes, [*(candidates or []), Path(weights)],
+        [_outputs(p, out, Path(mask_dir) if mask_dir else None,
+                  Path(preview_dir) if preview_dir else None) for p in scenes],
+    )  # fmt: skip
     cuda = torch.cuda.device_count() if opts.device in ("auto", "cuda") else 0
-    if devices is None and me.count == 1 and cuda > 1:
-        devices = [f"cuda:{i}" for i in range(cuda)]
     common: dict[str, Any] = {"scenes": scenes, "s1_candidates": candidates, "weights": Path(weights),
               "out_dir": out, "mask_dir": Path(mask_dir) if mask_dir else None,
               "preview_dir": Path(preview_dir) if preview_dir else None,
               "overwrite": overwrite, "manifest": log, "quiet": quiet}  # fmt: skip
-    many = me.count > 1 or (devices is not None and len(devices) > 1)
-    if devices is None or len(devices) <= 1 or me.count > 1:
-        device = devices[0] if devices else me.device(opts.device, cuda)
-        one = replace(opts, device=device, progress=opts.progress and not quiet and not many)
+    if me.local_rank is not None:  # one process per GPU already (torchrun, srun)
+        device = devices[me.local_rank % len(devices)] if devices else me.device(opts.device, cuda)
+        one = replace(opts, device=device, progress=False)
         return BatchResult(_run_share(opts=one, shard=me, **common), me, log)
+    if devices is None and cuda > 1:
+        devices = [f"cuda:{i}" for i in range(cuda)]
+    if not devices or len(devices) == 1:
+        device = devices[0] if devices else opts.device
+        single = me.count == 1
+        one = replace(opts, device=device, progress=opts.progress and not quiet and single)
+        return BatchResult(_run_share(opts=one, shard=me, **common), me, log)
+    # one worker process per device, each a fixed sub-share of this process's share
     n = len(devices)
     jobs = [{**common, "opts": replace(opts, device=d, progress=False),
-             "shard": Shard(i, n, i, "local")} for i, d in enumerate(devices)]  # fmt: skip
+             "shard": Shard(me.index * n + i, me.count * n, i,
+                            "local" if me.source == "single" else f"{me.source} x local")}
+            for i, d in enumerate(devices)]  # fmt: skip
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
         parts = list(pool.map(_local_worker, jobs))
     order = {p.name: i for i, p in enumerate(scenes)}
     records = sorted((r for part in parts for r in part), key=lambda r: order[r["scene"]])
-    return BatchResult(records, Shard(0, 1, None, f"{n} local processes"), log)
+    return BatchResult(records, me, log)
 
 
 def predict_scenes(

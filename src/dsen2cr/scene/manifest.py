@@ -95,15 +95,24 @@ class Summary:
 def summarize(path: str | os.PathLike[str]) -> Summary:
     """Read a manifest (see the module docs).
 
+    A last line without its newline (left by a writer that was killed mid-write) is ignored.
+
     Raises:
-        DataError: the file is missing or a line is not JSON (a line being written by a live
-            process is never seen half-written, see :class:`Manifest`).
+        DataError: the file is missing or a complete line is not JSON.
     """
     p = Path(path)
     if not p.is_file():
         raise DataError(f"manifest {p} not found")
+    with open(p, "rb") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_SH)  # no writer is half-way through a line
+        try:
+            text = fh.read().decode()
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    lines = text.split("\n")
+    lines.pop()  # "" after the last newline, or a last line cut short (a writer killed mid-way)
     out = Summary()
-    for n, line in enumerate(p.read_text().splitlines(), start=1):
+    for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:

@@ -6,8 +6,9 @@ Two ways to say it:
   optional ``out`` column, one scene per row; relative paths are relative to the CSV's folder;
   an empty ``s1`` means none (optical-only weights);
 * S2 and S1 paths or globs: each S2 scene gets the S1 image whose footprint covers the largest
-  part of its own (footprints compared in the S2 CRS). An S2 scene that no S1 image overlaps
-  gets no S1 and is reported, never silently given the next file of a sorted list.
+  part of its own. Footprints are the rasters' bounding boxes, compared in the S2 CRS (a nodata
+  wedge of an S1 GRD image counts as covered). An S2 scene that no S1 image overlaps gets no S1
+  and is reported, never silently given the next file of a sorted list.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ class Pair:
 
     @property
     def name(self) -> str:
-        """The scene's name (:func:`scene_name` of its S2 input)."""
-        return scene_name(self.s2)
+        """The scene's name: the stem of its explicit output, else :func:`scene_name` of its S2
+        input. Its mask and preview are named after it, and so is its manifest record."""
+        return self.out.stem if self.out is not None else scene_name(self.s2)
 
 
 def expand_inputs(items: Sequence[str | os.PathLike[str]], what: str) -> list[Path]:

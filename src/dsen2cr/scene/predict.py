@@ -106,7 +106,7 @@ class PredictOptions:
         only change the speed (``batch``, ``device``, ``readers``, ``speed``, ``progress``) are
         not part of it.
         """
-        return {"tile": self.tile, "precision": self.precision, "threshold": self.threshold,
+        return {"tile": self.tile, "precision": self.precision, "threshold": float(self.threshold),
                 "compress": self.compress, "s1_linear": self.s1_linear}  # fmt: skip
 
     def batch_for(self, device: torch.device) -> int:

@@ -44,7 +44,7 @@ from dsen2cr.data.synthetic import generate_dataset, roi_plan
 from dsen2cr.evaluation import evaluate, format_table
 from dsen2cr.figures import training_curves_plot
 from dsen2cr.io import atomic_output, guard_outputs
-from dsen2cr.metrics import METRIC_KEYS, format_table1
+from dsen2cr.metrics import METRIC_KEYS, MetricAccumulator, format_table1, get_protocol
 from dsen2cr.training import train
 
 SAR_NAME = "dsen2cr_carl_sar"
@@ -353,15 +353,14 @@ def scenes_table(path: Path) -> str:
     if not path.is_file():
         return ""
     res = json.loads(path.read_text())
-    names = res.get("models", [])
+    protocol = get_protocol(res.get("protocol", {}).get("name"))
     rows: dict[str, dict[str, Any]] = {}
-    for name in names:
-        row: dict[str, Any] = {"protocol": res.get("protocol", {})}
-        for k in METRIC_KEYS:
-            vals = [s[name][k] for s in res["scenes"].values()
-                    if s.get(name, {}).get(k) is not None]  # fmt: skip
-            row[k] = sum(vals) / len(vals) if vals else math.nan
-        rows[name] = row
+    for name in res.get("models", []):
+        acc = MetricAccumulator(averaging=protocol.averaging)
+        for scene in res["scenes"].values():
+            values = scene.get(name, {})
+            acc.update({k: math.nan if values.get(k) is None else values[k] for k in METRIC_KEYS})
+        rows[name] = {**acc.compute(), "protocol": protocol.name}
     if not rows:
         return ""
     n = len(res["scenes"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -36,3 +37,16 @@ def given(a: argparse.Namespace, *names: str) -> dict[str, Any]:
     """The options among ``names`` that were given on the command line (not None), so that
     the library's defaults are the only defaults."""
     return {n: getattr(a, n) for n in names if getattr(a, n) is not None}
+
+
+def require(p: argparse.ArgumentParser, given_flags: Sequence[tuple[str, object]]) -> None:
+    """Fail as argparse does for missing required flags, for flags that are required only in
+    some modes (e.g. not with ``--list-protocols`` or ``--summary``).
+
+    Args:
+        p: the subcommand's parser.
+        given_flags: ``(flag, value)`` pairs; a value of None means the flag is missing.
+    """
+    missing = [flag for flag, value in given_flags if value is None]
+    if missing:
+        p.error(f"the following arguments are required: {', '.join(missing)}")

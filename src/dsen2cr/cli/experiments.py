@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dsen2cr.cli.common import add_overwrite, add_speed_options, speed_options
+from dsen2cr.cli.common import add_overwrite, add_speed_options, require, speed_options
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -94,10 +94,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         if a.list_protocols:
             print("\n\n".join(describe_protocol(n) for n in protocol_names()))
             return
-        missing = [f for f, v in (("--weights", a.weights), ("--data", a.data), ("--out", a.out))
-                   if v is None]  # fmt: skip
-        if missing:
-            p.error(f"the following arguments are required: {', '.join(missing)}")
+        require(p, [("--weights", a.weights), ("--data", a.data), ("--out", a.out)])
         result = evaluate(
             a.weights, a.data, split=a.split, out_dir=a.out, names=a.name,
             batch_size=a.batch, device=a.device, num_workers=a.num_workers,

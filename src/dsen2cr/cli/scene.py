@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dsen2cr.cli.common import add_overwrite, add_speed_options, given, speed_options
+from dsen2cr.cli.common import add_overwrite, add_speed_options, given, require, speed_options
 
 
 def _add_scene_options(p: argparse.ArgumentParser) -> None:
@@ -85,11 +85,8 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
             summary = summarize(a.summary)
             print(format_summary(summary))
             return 0 if summary.complete else 1
-        missing = [f for f, v in (("--weights", a.weights), ("--out", a.out)) if v is None]
-        if a.s2 is None and a.pairs is None:
-            missing.insert(0, "--s2 (or --pairs)")
-        if missing:
-            p.error(f"the following arguments are required: {', '.join(missing)}")
+        require(p, [("--s2 (or --pairs)", a.s2 if a.pairs is None else a.pairs),
+                    ("--weights", a.weights), ("--out", a.out)])  # fmt: skip
         if a.s2 is not None and a.pairs is not None:
             p.error("give --s2/--s1 or --pairs, not both")
         options = PredictOptions(

@@ -146,6 +146,16 @@ def _origin_and_size(path: Path) -> tuple[Any, Affine, int, int, int, str]:
         return crs, tr, src.height, src.width, src.count, src.dtypes[0]
 
 
+def _pixel_offset(tr: Affine, ref: Affine) -> tuple[float, float]:
+    """(columns, rows) from the origin of ``ref`` to the origin of ``tr``, in ``ref``'s pixels."""
+    return (tr.c - ref.c) / ref.a, (ref.f - tr.f) / -ref.e
+
+
+def _whole(fx: float, fy: float) -> bool:
+    """Whether an offset is a whole number of pixels (within :data:`GRID_TOLERANCE`)."""
+    return abs(fx - round(fx)) <= GRID_TOLERANCE and abs(fy - round(fy)) <= GRID_TOLERANCE
+
+
 def plan_grid(paths: Sequence[str | os.PathLike[str]]) -> Grid:
     """The common grid of georeferenced patches (see the module docs).
 
@@ -173,8 +183,8 @@ def plan_grid(paths: Sequence[str | os.PathLike[str]]) -> Grid:
                 f"patch {p} has {tr.a:g} x {-tr.e:g} pixels, {p0} {res_x:g} x {res_y:g}: "
                 "not one grid"
             )
-        fx, fy = (tr.c - tr0.c) / res_x, (tr0.f - tr.f) / res_y
-        if abs(fx - round(fx)) > GRID_TOLERANCE or abs(fy - round(fy)) > GRID_TOLERANCE:
+        fx, fy = _pixel_offset(tr, tr0)
+        if not _whole(fx, fy):
             raise DataError(
                 f"patch {p} is {fx:.3f}, {fy:.3f} pixels from {p0}: not on a common grid"
             )
@@ -243,14 +253,11 @@ def mosaic_patches(
             raise DataError(f"the patches of {target.name} are not on the given scene grid "
                             f"({own.crs}, {own.transform.a:g} m vs {grid.crs}, "
                             f"{grid.transform.a:g} m)")  # fmt: skip
-        fx = (own.transform.c - grid.transform.c) / grid.transform.a
-        fy = (grid.transform.f - own.transform.f) / -grid.transform.e
-        if abs(fx - round(fx)) > GRID_TOLERANCE or abs(fy - round(fy)) > GRID_TOLERANCE:
+        fx, fy = _pixel_offset(own.transform, grid.transform)
+        if not _whole(fx, fy):
             raise DataError(f"the patches of {target.name} are off the given scene grid by "
                             f"{fx:.3f}, {fy:.3f} pixels")  # fmt: skip
-        col = round((own.transform.c - g.transform.c) / g.transform.a)
-        row = round((g.transform.f - own.transform.f) / -g.transform.e)
-        offsets = tuple((r + row, c + col) for r, c in own.offsets)
+        offsets = tuple((r + round(fy), c + round(fx)) for r, c in own.offsets)
         g = Grid(g.crs, g.transform, g.width, g.height, offsets, own.sizes)
         for f, (r, c), (h, w) in zip(files, g.offsets, g.sizes, strict=True):
             if r < 0 or c < 0 or r + h > g.height or c + w > g.width:

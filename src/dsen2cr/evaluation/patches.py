@@ -48,7 +48,8 @@ from tqdm import tqdm
 from dsen2cr.cloudmask import DEFAULT_THRESHOLD, binary_mask
 from dsen2cr.data.dataset import SEN12MSCR, collate, is_empty_batch
 from dsen2cr.errors import DSen2CRError, OptionError
-from dsen2cr.evaluation.scenes import IDENTITY, evaluate_scenes
+from dsen2cr.evaluation.report import IDENTITY, UNITS, csv_value, json_value
+from dsen2cr.evaluation.scenes import evaluate_scenes
 from dsen2cr.figures import band_nrmse_plot, example_grid, pick_examples
 from dsen2cr.io import atomic_output, guard_outputs
 from dsen2cr.metrics import (
@@ -272,11 +273,8 @@ def evaluate(
         stats = acc.compute()
         entry: dict[str, Any] = {}
         for k in METRIC_KEYS:
-            v = stats.get(k)
-            entry[k] = None if v is None or math.isnan(float(v)) else float(v)
-        entry["band_nrmse"] = [
-            float(x) if math.isfinite(x) else None for x in np.asarray(stats["band_nrmse"])
-        ]
+            entry[k] = json_value(stats.get(k))
+        entry["band_nrmse"] = json_value(np.asarray(stats["band_nrmse"]).tolist())
         entry["images"] = len(image_info)
         entry["undefined"] = {k: int(stats.get(f"{k}_undefined", 0)) for k in METRIC_KEYS}
         if name != IDENTITY:
@@ -290,14 +288,7 @@ def evaluate(
             "device": str(dev),
             "protocol": proto.to_dict(),
             "cloud_threshold": cloud_threshold,
-            "units": {
-                "mae": "TOA reflectance",
-                "rmse": "TOA reflectance",
-                "psnr": "dB",
-                "sam": "degrees",
-                "ssim": "unitless",
-                "band_nrmse": "percent of each band's value range",
-            },
+            "units": {k: v for k, v in UNITS.items() if k != "spectrum"},
         }
     )
 
@@ -322,7 +313,7 @@ def evaluate(
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _csv_value(row.get(k)) for k in fields})
+            writer.writerow({k: csv_value(row.get(k)) for k in fields})
     with atomic_output(out / "table.md") as tmp:
         tmp.write_text(format_table(result, caption=_caption(result)))
 
@@ -340,12 +331,6 @@ def evaluate(
         )
         example_grid(grid, figure_models, out / "examples.png", stretch=stretch)
     return result
-
-
-def _csv_value(v: Any) -> Any:
-    if isinstance(v, float):
-        return "" if not math.isfinite(v) else f"{v:.6g}"
-    return "" if v is None else v
 
 
 def _example_rows(

@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from dsen2cr.cloudmask import DEFAULT_THRESHOLD
 from dsen2cr.data.mosaic import MOSAIC_SUFFIX, mosaic_split
+from dsen2cr.evaluation.report import IDENTITY, UNITS, csv_value, json_value
 from dsen2cr.figures import (
     RGB_STRETCH_DN,
     pick_examples,
@@ -57,10 +58,7 @@ from dsen2cr.scaling import S2_BANDS, dn_to_reflectance
 from dsen2cr.scene import PredictOptions, mask_scene, predict
 from dsen2cr.scene.writers import MASK_NODATA
 
-__all__ = ["IDENTITY", "STRIP_ROWS", "evaluate_scenes", "score_scene"]
-
-IDENTITY = "identity"
-"""Name of the baseline that returns the cloudy input unchanged."""
+__all__ = ["STRIP_ROWS", "evaluate_scenes", "score_scene"]
 STRIP_ROWS = 128
 """Rows scored per strip (plus the SSIM halo)."""
 FIGURE_SIDE = 512
@@ -154,20 +152,6 @@ def _decimated(path: Path) -> np.ndarray:
         return src.read(out_shape=shape, resampling=Resampling.nearest)
 
 
-def _csv_cell(v: Any) -> Any:
-    if isinstance(v, float):
-        return "" if math.isnan(v) else f"{v:.6g}"
-    return v
-
-
-def _json_number(v: Any) -> Any:
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    if isinstance(v, list):
-        return [_json_number(x) for x in v]
-    return v
-
-
 def evaluate_scenes(
     models: Mapping[str, nn.Module],
     weights: Mapping[str, str | os.PathLike[str]],
@@ -248,10 +232,8 @@ def evaluate_scenes(
         per_scene[scene] = result
     bar.close()
 
-    scenes_json = {s: {n: {k: _json_number(v) for k, v in r.items()} for n, r in res.items()}
+    scenes_json = {s: {n: {k: json_value(v) for k, v in r.items()} for n, r in res.items()}
                    for s, res in per_scene.items()}  # fmt: skip
-    units = {"mae": "TOA reflectance", "rmse": "TOA reflectance", "psnr": "dB", "sam": "degrees",
-             "ssim": "unitless", "band_nrmse": "percent", "spectrum": "TOA reflectance"}  # fmt: skip
     summary: dict[str, Any] = {
         "scenes": scenes_json,
         "spectra": spectra,
@@ -262,7 +244,7 @@ def evaluate_scenes(
         "skipped": skipped,
         "cloud_threshold": cloud_threshold,
         "mosaics": {s: {m: r.to_dict() for m, r in res.items()} for s, res in mosaics.items()},
-        "units": units,
+        "units": UNITS,
         "notes": (
             "scored on the pixels every input and prediction covers; the scene mask takes its "
             "shadow statistics over the whole scene, so it can differ from the per-patch masks"
@@ -279,7 +261,7 @@ def evaluate_scenes(
             for name, r in res.items():
                 values = [r["covered_pixels"], r["cloud_fraction"], *(r[k] for k in METRIC_KEYS),
                           *r["band_nrmse"]]  # fmt: skip
-                writer.writerow([scene, name, *map(_csv_cell, values)])
+                writer.writerow([scene, name, *map(csv_value, values)])
     if tiled and per_scene:
         _figures(out, mosaics_dir, per_scene, spectra, tiled, examples, stretch)
     return summary

@@ -214,7 +214,9 @@ def _region_errors(
     return mae, mse.sqrt(), sam
 
 
-def _psnr(rmse: torch.Tensor, p: Protocol) -> torch.Tensor:
+def psnr_from_rmse(rmse: torch.Tensor, p: Protocol) -> torch.Tensor:
+    """PSNR in dB from RMSE (reflectance) under a protocol: ``20 log10(data_range / RMSE)``,
+    the protocol's ``psnr_perfect`` where RMSE is 0, NaN where RMSE is NaN."""
     perfect = torch.full_like(rmse, p.psnr_perfect)
     safe = torch.where(rmse > 0, rmse, torch.ones_like(rmse))
     value = 20.0 * torch.log10(p.data_range / safe)
@@ -370,7 +372,7 @@ def batch_metrics(
     out = {
         "target_mae": mae,
         "target_rmse": rmse,
-        "target_psnr": _psnr(rmse, proto),
+        "target_psnr": psnr_from_rmse(rmse, proto),
         "target_sam": sam,
         "target_ssim": _ssim(p, t, proto),
     }

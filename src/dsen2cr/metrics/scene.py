@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dsen2cr.metrics.core import METRIC_KEYS, spectral_angle, ssim_sums
+from dsen2cr.metrics.core import METRIC_KEYS, psnr_from_rmse, spectral_angle, ssim_sums
 from dsen2cr.metrics.protocols import Protocol, get_protocol
 
 __all__ = ["SceneScore"]
@@ -46,18 +46,25 @@ class _Region:
     angles: int = 0
     zero_norm: int = 0
 
-    def add(self, a: torch.Tensor, b: torch.Tensor, region: torch.Tensor) -> None:
-        """Add the pixels of ``region`` ((h, w) bool) of (C, h, w) float64 ``a`` vs ``b``."""
+    def add(self, diff: torch.Tensor, angle: torch.Tensor, valid: torch.Tensor,
+            region: torch.Tensor) -> None:  # fmt: skip
+        """Add the pixels of ``region`` ((h, w) bool).
+
+        Args:
+            diff: (C, h, w) float64 differences of the two images.
+            angle, valid: (h, w) spectral angle (degrees) and where it is defined
+                (:func:`~dsen2cr.metrics.core.spectral_angle`).
+            region: (h, w) bool, the pixels added.
+        """
         n = int(region.sum())
         if n == 0:
             return
-        d = (a - b)[:, region]
+        d = diff[:, region]
         self.pixels += n
         self.abs_sum += float(d.abs().sum())
         self.sq_sum += float((d * d).sum())
-        angle, valid = spectral_angle(a[None], b[None])
-        ok = valid[0] & region
-        self.angle_sum += float(angle[0][ok].sum())
+        ok = valid & region
+        self.angle_sum += float(angle[ok].sum())
         self.angles += int(ok.sum())
         self.zero_norm += n - int(ok.sum())
 
@@ -149,12 +156,16 @@ class SceneScore:
         rows = torch.zeros(h, dtype=torch.bool)
         rows[r0:r1] = True
         counted = cov & rows[:, None]
-        self._target.add(pred, tgt, counted)
-        self._reprod.add(pred, cld, counted & ~cloud)
-        self._recon.add(pred, tgt, counted & cloud)
+        # each comparison once: prediction vs target (target, recon, bands) and vs cloudy input
+        d_t, d_c = pred - tgt, pred - cld
+        (a_t, v_t), (a_c, v_c) = (tuple(x[0] for x in spectral_angle(pred[None], other[None]))
+                                  for other in (tgt, cld))  # fmt: skip
+        self._target.add(d_t, a_t, v_t, counted)
+        self._reprod.add(d_c, a_c, v_c, counted & ~cloud)
+        self._recon.add(d_t, a_t, v_t, counted & cloud)
         self._cloud += int((counted & cloud).sum())
         if counted.any():
-            d = (pred - tgt)[:, counted]
+            d = d_t[:, counted]
             self._band_sq += (d * d).sum(1).numpy()
             t = tgt[:, counted]
             self._band_min = np.minimum(self._band_min, t.amin(1).numpy())
@@ -185,13 +196,8 @@ class SceneScore:
         for name, region in (("target", self._target), ("reprod", self._reprod),
                              ("recon", self._recon)):  # fmt: skip
             out[f"{name}_mae"], out[f"{name}_rmse"], out[f"{name}_sam"] = region.values(c, p)
-        rmse = out["target_rmse"]
-        if math.isnan(rmse):
-            out["target_psnr"] = math.nan
-        elif rmse == 0:
-            out["target_psnr"] = p.psnr_perfect
-        else:
-            out["target_psnr"] = 20.0 * math.log10(p.data_range / rmse)
+        rmse = torch.tensor([out["target_rmse"]], dtype=torch.float64)
+        out["target_psnr"] = float(psnr_from_rmse(rmse, p)[0])
         out["target_ssim"] = (float(self._ssim_sum.sum() / (self._ssim_positions * c))
                               if self._ssim_positions else math.nan)  # fmt: skip
         n = self._target.pixels

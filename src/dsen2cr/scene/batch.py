@@ -142,10 +142,16 @@ def _tags(path: Path) -> dict[str, str] | None:
         return None
 
 
+def _made_from(tags: dict[str, str], key: str, path: Path | None) -> bool:
+    """Whether an output's input tag (``DSEN2CR_S2``/``_S1``) names this input, by file name
+    (mounts differ between the nodes of a cluster); an empty tag means none."""
+    return Path(tags.get(key, "")).name == (path.name if path is not None else "")
+
+
 def _own_mask(path: Path, pair: Pair, opts: PredictOptions) -> bool:
     """Whether a mask file was made by dsen2cr from this S2 input with this threshold."""
     tags = _tags(path) or {}
-    return (Path(tags.get("DSEN2CR_S2", "")).name == pair.s2.name
+    return (_made_from(tags, "DSEN2CR_S2", pair.s2)
             and tags.get("DSEN2CR_THRESHOLD") == str(opts.threshold))  # fmt: skip
 
 
@@ -175,9 +181,9 @@ def _existing(outs: _Outputs, pair: Pair, s1: Path | None, digest: str,
             what = "weights" if "WEIGHTS" in key else "options"
             return "other", (f"{outs.out} exists, made with other {what}" if key in tags else
                              f"{outs.out} exists and is not a dsen2cr prediction of this version")  # fmt: skip
-    if Path(tags.get("DSEN2CR_S2", "")).name != pair.s2.name:
+    if not _made_from(tags, "DSEN2CR_S2", pair.s2):
         return "other", f"{outs.out} exists, made from another S2 input ({tags.get('DSEN2CR_S2')})"
-    if Path(tags.get("DSEN2CR_S1", "")).name != (s1.name if s1 else ""):
+    if not _made_from(tags, "DSEN2CR_S1", s1):
         return "other", f"{outs.out} exists, made with another S1 input ({tags.get('DSEN2CR_S1') or 'none'})"
     state = "complete"
     if outs.mask is not None:
@@ -201,11 +207,10 @@ def _megapixels(path: Path) -> float | None:
 def _progress(shard: Shard, k: int, n: int, rec: dict[str, Any], quiet: bool) -> None:
     if quiet:
         return
-    where = f"[{shard.label + ' ' if shard.label else ''}{shard.host}]"
     tail = f"in {rec['seconds']:.1f} s" if rec["status"] != "failed" else f"- {rec['error']}"
     if rec["status"] == "done" and rec.get("megapixels"):
         tail += f" ({rec['megapixels'] / max(rec['seconds'], 1e-9):.2f} MP/s)"
-    print(f"{where} {k}/{n} {rec['scene']}: {rec['status']} {tail}", file=sys.stderr, flush=True)
+    print(f"{shard.prefix} {k}/{n} {rec['scene']}: {rec['status']} {tail}", file=sys.stderr, flush=True)
 
 
 def _run_share(
@@ -238,7 +243,7 @@ def _run_share(
         if not quiet:
             for m in mine:
                 if m.s1 is not None:
-                    print(f"[{shard.label + ' ' if shard.label else ''}{shard.host}] {m.name}: "
+                    print(f"{shard.prefix} {m.name}: "
                           f"S1 {m.s1.name} covers {100 * (m.overlap or 0):.0f} % of it",
                           file=sys.stderr, flush=True)  # fmt: skip
     records = []
@@ -280,9 +285,8 @@ def _run_share(
         _progress(shard, k, len(mine), rec, quiet)
     if not quiet:
         counts = {s: sum(r["status"] == s for r in records) for s in ("done", "skipped", "failed")}
-        where = f"[{shard.label + ' ' if shard.label else ''}{shard.host}]"
-        print(f"{where} finished {len(records)} scene(s) in {time.perf_counter() - t_start:.1f} s: "
-              f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']}; "
+        print(f"{shard.prefix} finished {len(records)} scene(s) in "
+              f"{time.perf_counter() - t_start:.1f} s: done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']}; "
               f"manifest {manifest}", file=sys.stderr, flush=True)  # fmt: skip
     return records
 

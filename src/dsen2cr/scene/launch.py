@@ -68,6 +68,12 @@ class Shard:
         """``rank 2/8`` (1-based) for progress lines, empty for a single process."""
         return "" if self.count == 1 else f"rank {self.index + 1}/{self.count}"
 
+    @property
+    def prefix(self) -> str:
+        """``[rank 2/8 node07]`` (``[node07]`` for a single process): the start of a progress
+        line."""
+        return f"[{self.label + ' ' if self.label else ''}{self.host}]"
+
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 

@@ -11,8 +11,11 @@ from dsen2cr.performance import (
     SpeedOptions,
     autocast,
     configure_backends,
+    default_precision,
+    precision_mode,
     prepare_model,
     resolve_device,
+    resolve_precision,
     to_memory_format,
 )
 
@@ -50,8 +53,35 @@ def test_autocast() -> None:
         assert conv(x).dtype == torch.bfloat16
     with autocast("cpu", "fp32"):
         assert conv(x).dtype == torch.float32
-    with pytest.raises(OptionError, match="precision must be fp32 or bf16"):
+    with pytest.raises(OptionError, match="precision must be one of fp32, tf32, bf16"):
         autocast("cpu", "fp16")
+
+
+@pytest.fixture
+def tf32_defaults():
+    """PyTorch's own TF32 defaults during the test, the flags as they were afterwards."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_precisions_mean_what_they_say(tf32_defaults) -> None:
+    """fp32 is IEEE float32 (TF32 off) whatever PyTorch's default; tf32 turns TF32 on; the flags
+    are restored afterwards; each device has its documented default."""
+    cuda = torch.device("cuda", 0)  # the flags need no GPU
+    with precision_mode(cuda, "fp32"):
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    with precision_mode(cuda, "tf32"):
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    assert torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    with precision_mode("cpu", "fp32"):  # nothing to change on a CPU
+        assert torch.backends.cudnn.allow_tf32
+    assert default_precision("cpu") == "fp32" and default_precision(cuda) == "tf32"
+    assert resolve_precision(None, cuda) == "tf32" and resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(OptionError, match="tf32 runs on CUDA GPUs only") as err:
+        resolve_precision("tf32", "cpu")
+    assert err.value.option == "precision"
 
 
 def test_configure_backends_only_touches_cuda(monkeypatch) -> None:

@@ -290,7 +290,7 @@ def _spawn_predict(d: Path, out: str) -> subprocess.Popen[str]:
 
 def _wait_for_staging(d: Path, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
     t0 = time.monotonic()
-    while not any(".stage@" in p.name for p in d.iterdir()):
+    while not any(p.name.startswith(".") and "@" in p.name for p in d.iterdir()):  # a staging file
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() - t0 < timeout, "no staging file appeared"
         time.sleep(0.05)

@@ -19,7 +19,7 @@ Rasters:
   clear :class:`~dsen2cr.errors.DataError` for a missing, corrupt or wrongly shaped file.
 * :func:`check_readable` - decode the first and the last block of a raster, so that a truncated
   or corrupt file fails at once with a clear message rather than hours into a run.
-* :func:`bounded_gdal` - cap GDAL's block cache for runs over whole scenes.
+* :func:`bounded_gdal` - GDAL's block cache and decoding threads for runs over whole scenes.
 * :func:`no_georef_warning` - silence rasterio's warning about rasters without georeferencing
   (some SEN12MS-CR copies have none; they are valid inputs).
 """
@@ -44,8 +44,9 @@ from dsen2cr.errors import DataError, OptionError, OutputExistsError
 
 PathLike = str | os.PathLike[str]
 
-GDAL_CACHEMAX_MB = 64
-"""GDAL block cache of a run over a whole scene when the environment does not set GDAL_CACHEMAX."""
+GDAL_CACHEMAX_MB = 256
+"""GDAL block cache (MiB) of a run over a whole scene when the environment does not set
+GDAL_CACHEMAX."""
 
 
 # --------------------------------------------------------------------------- staging files
@@ -241,20 +242,32 @@ def _current_umask() -> int:
 
 
 @contextlib.contextmanager
-def bounded_gdal() -> Iterator[None]:
+def bounded_gdal(threads: int | None = None) -> Iterator[None]:
     """The GDAL settings of a run over a whole scene: no warning for rasters without
-    georeferencing, and GDAL's block cache capped at :data:`GDAL_CACHEMAX_MB` (unless
-    ``GDAL_CACHEMAX`` is set).
+    georeferencing, GDAL's block cache at :data:`GDAL_CACHEMAX_MB` MiB (unless ``GDAL_CACHEMAX``
+    is set) and, with ``threads``, that many decoding threads per read (``GDAL_NUM_THREADS``,
+    unless set).
 
     GDAL's cache defaults to 5 % of RAM and would keep every block of a scene read or written
     once; scene prediction and mosaicking touch each block once anyway (row chunks, strips), so
-    the cap bounds host memory by the tiles or strips, not the scene, at no cost in speed.
+    a fixed cap bounds host memory by the tiles or strips, not the scene. (rasterio takes
+    ``GDAL_CACHEMAX`` in bytes: the value is given in bytes.)
     """
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(no_georef_warning())
-        if "GDAL_CACHEMAX" not in os.environ:
-            stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHEMAX_MB))
+    opts: dict[str, Any] = {}
+    if "GDAL_CACHEMAX" not in os.environ:
+        opts["GDAL_CACHEMAX"] = GDAL_CACHEMAX_MB * 2**20
+    if threads is not None and "GDAL_NUM_THREADS" not in os.environ:
+        opts["GDAL_NUM_THREADS"] = str(max(1, threads))
+    with no_georef_warning(), rasterio.Env(**opts):
         yield
+
+
+def cpu_count() -> int:
+    """CPU cores this process may run on (its affinity: what a cluster job was given)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 @contextlib.contextmanager

@@ -14,13 +14,14 @@ ladder rungs and the training config's ``speed`` section):
 - the **model FLOP count** (:func:`conv_flops_per_pixel`) used for throughput in TFLOP/s and MFU;
 - the **device** a run uses (:func:`resolve_device`).
 
-Precision is not part of :class:`SpeedOptions`: inference and the benchmark take ``"fp32"`` or
-``"bf16"`` (:func:`autocast`), training takes Lightning's ``trainer.precision``.
+Precision is not part of :class:`SpeedOptions`: inference and the benchmark take one of
+:data:`PRECISIONS` (:func:`precision_mode`), training takes Lightning's ``trainer.precision``.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +30,14 @@ from torch import nn
 
 from dsen2cr.errors import OptionError
 
-PRECISIONS = ("fp32", "bf16")
-"""Inference precisions: float32, or bfloat16 autocast with float32 outputs."""
+PRECISIONS = ("fp32", "tf32", "bf16")
+"""Inference precisions, each meaning the same on every device:
+
+* ``fp32``: IEEE float32 throughout (TF32 tensor cores off on CUDA, whatever PyTorch's default);
+* ``tf32``: float32 tensors, convolutions and matrix products on CUDA's TF32 tensor cores (10-bit
+  mantissa; PyTorch's own default for cuDNN convolutions); CUDA only;
+* ``bf16``: ``torch.autocast`` to bfloat16 (8-bit mantissa), outputs in float32.
+"""
 
 
 @dataclass(frozen=True)
@@ -56,8 +63,62 @@ class SpeedOptions:
 def check_precision(precision: str) -> str:
     """``precision`` if it is one of :data:`PRECISIONS`, else an :class:`OptionError`."""
     if precision not in PRECISIONS:
-        raise OptionError("precision", f"must be fp32 or bf16, got {precision!r}")
+        raise OptionError("precision", f"must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return precision
+
+
+def default_precision(device: torch.device | str) -> str:
+    """The precision a device runs when none is asked for: ``tf32`` on CUDA, ``fp32`` elsewhere.
+
+    On CUDA, TF32 is what PyTorch runs cuDNN convolutions in by default (what ``fp32`` meant here
+    before it meant IEEE float32), so the default output is unchanged; IEEE ``fp32`` is several
+    times slower on tensor-core GPUs and ``bf16`` faster but further from float32 (README,
+    "Precision").
+    """
+    return "tf32" if torch.device(device).type == "cuda" else "fp32"
+
+
+def resolve_precision(precision: str | None, device: torch.device | str) -> str:
+    """The precision a run uses: ``precision``, or the device's :func:`default_precision`.
+
+    Raises:
+        OptionError: an unknown precision, or ``tf32`` on a device without TF32 (not CUDA).
+    """
+    if precision is None or precision == "auto":
+        return default_precision(device)
+    check_precision(precision)
+    if precision == "tf32" and torch.device(device).type != "cuda":
+        raise OptionError("precision", f"tf32 runs on CUDA GPUs only, not on {device}; use fp32 or bf16")
+    return precision
+
+
+def _tf32_flags() -> tuple[bool, bool]:
+    return bool(torch.backends.cudnn.allow_tf32), bool(torch.backends.cuda.matmul.allow_tf32)
+
+
+def _set_tf32(conv: bool, matmul: bool) -> None:
+    torch.backends.cudnn.allow_tf32 = conv
+    torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
+@contextlib.contextmanager
+def precision_mode(device: torch.device | str, precision: str) -> Iterator[None]:
+    """Run the block in ``precision`` on ``device`` (:data:`PRECISIONS`), restoring PyTorch's
+    TF32 flags afterwards.
+
+    ``fp32`` turns TF32 off for cuDNN convolutions and CUDA matrix products, ``tf32`` turns it on,
+    ``bf16`` enters :func:`autocast` (TF32 off for what stays float32).
+    """
+    check_precision(precision)
+    dev = torch.device(device)
+    with contextlib.ExitStack() as stack:
+        if dev.type == "cuda":
+            before = _tf32_flags()
+            tf32 = precision == "tf32"
+            _set_tf32(tf32, tf32)
+            stack.callback(_set_tf32, *before)
+        stack.enter_context(autocast(dev, precision))
+        yield
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -169,11 +230,12 @@ def to_memory_format(x: torch.Tensor, channels_last: bool = True) -> torch.Tenso
 
 
 def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """``torch.autocast`` to bfloat16 for ``precision == "bf16"``, else a no-op context.
+    """``torch.autocast`` to bfloat16 for ``precision == "bf16"``, else a no-op context
+    (:func:`precision_mode` also sets the TF32 flags).
 
     Args:
         device: the device the computation runs on.
-        precision: ``"fp32"`` or ``"bf16"``.
+        precision: one of :data:`PRECISIONS`.
     """
     if check_precision(precision) == "bf16":
         return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)

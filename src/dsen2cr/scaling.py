@@ -104,12 +104,37 @@ def s2_to_scaled(dn: Array) -> Array:
     Returns:
         Float array of the same shape in the scaled domain [0, 5].
     """
-    return _float(dn).clip(0.0, S2_MAX_DN) / S2_SCALE
+    x = _float(dn).clip(0.0, S2_MAX_DN)
+    x /= S2_SCALE  # in place: clip made a new array (one pass over the tile less)
+    return x
 
 
 def scaled_to_s2(scaled: Array) -> Array:
     """Network output -> Sentinel-2 DN (prediction x 2000), not clipped, not rounded."""
     return scaled * S2_SCALE
+
+
+DN_MIN, DN_MAX = 1, 65535
+"""Range of valid predicted DN in the uint16 output files (0 is their nodata)."""
+
+
+def scaled_to_dn(scaled: Array) -> Array:
+    """Network output -> the uint16 DN of the prediction files: x 2000, rounded half to even,
+    clipped to [1, 65535] (0 stays free for nodata).
+
+    Args:
+        scaled: (..., H, W) prediction in the scaled domain, numpy or torch (any device).
+
+    Returns:
+        uint16 array (numpy) or tensor (torch, same device); both paths give the same bits.
+    """
+    if is_tensor(scaled):
+        import torch
+
+        t = scaled.to(torch.float32) * S2_SCALE
+        return torch.round(t).clamp_(DN_MIN, DN_MAX).to(torch.uint16)  # type: ignore[return-value]
+    x = np.asarray(scaled).astype(np.float32, copy=False) * np.float32(S2_SCALE)
+    return np.clip(np.rint(x), DN_MIN, DN_MAX).astype(np.uint16)
 
 
 def scaled_to_reflectance(scaled: Array) -> Array:
@@ -140,7 +165,10 @@ def s1_to_scaled(db: Array) -> Array:
         clipped = db.clamp(lo, hi)
     else:
         clipped = np.clip(db, lo, hi)
-    return S1_SCALED_MAX * (clipped - lo) / (hi - lo)
+    out = clipped - lo  # 2 (v - lo) / (hi - lo), in this order, in place on one new array
+    out *= S1_SCALED_MAX
+    out /= hi - lo
+    return out
 
 
 def scaled_to_s1(scaled: Array) -> Array:

@@ -19,7 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dsen2cr.benchmark import (
-    SECTIONS,
+    DEFAULT_SECTIONS,
     bench_bf16,
     bench_ladder,
     benchmark_sizes,
@@ -97,7 +97,7 @@ def test_conv_flops_per_pixel_of_the_paper_model() -> None:
 # --------------------------------------------------------------------------- run_benchmark
 def test_result_layout(result: dict) -> None:
     assert result["benchmark"] == "dsen2cr"
-    assert set(SECTIONS) <= result.keys() and "ladder" not in result
+    assert set(DEFAULT_SECTIONS) <= result.keys() and "ladder" not in result and "io" not in result
     json.dumps(result, allow_nan=False)  # plain JSON, no NaN / inf
     dev = result["device"]
     for key in ("name", "type", "torch", "cpu_model", "cpu_count", "torch_threads"):
@@ -161,6 +161,26 @@ def test_scene(result: dict) -> None:
     net_px = r["tiles"] * r["window"][0] * r["window"][1]
     assert r["network_tflops"] == pytest.approx(fpp * net_px / r["seconds"] / 1e12, rel=1e-3)
     assert r["halo_overhead"] == pytest.approx(net_px / 64**2, rel=1e-3)
+    assert r["precision"] == "fp32" and r["compress"] == "DEFLATE"  # predict's defaults
+    assert_positive(r["load_seconds"], r["startup_seconds"], r["cog_seconds"], r["host_peak_rss_gib"])
+    assert {"decode", "warp", "network", "convert", "encode", "layout"} <= set(r["stages"])
+    assert r["gpu_busy_fraction"] is None  # sampled on CUDA only
+
+
+@pytest.mark.slow
+def test_io_section_against_gdal(tmp_path: Path) -> None:
+    r = run_benchmark("cpu", sections=["io"], io_size=600, io_threads=[1, 2], progress=False,
+                      inputs_dir=tmp_path)["io"]  # fmt: skip
+    assert (r["size"], r["tile"], r["compress"]) == (600, 512, "DEFLATE")
+    assert [run["threads"] for run in r["runs"]] == [1, 2] and set(r["megapixels_per_s"]) == {"1", "2"}
+    for run in r["runs"]:
+        assert_positive(run["wall_seconds"], run["megapixels_per_s"], run["cog_seconds"])
+        assert {"decode", "warp", "network", "convert", "encode", "overviews", "layout"} <= set(run["seconds"])
+    for stage in ("decode", "warp", "encode"):
+        assert_positive(*r["stage_scaling"][stage].values(), r["stage_scaling"]["speedup"][stage])
+    assert_positive(r["gdal_cog_seconds"])
+    assert r["ratio_to_gdal"] == pytest.approx(r["runs"][-1]["wall_seconds"] / r["gdal_cog_seconds"], rel=1e-2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench_s1.tif", "bench_s2.tif"]  # kept
 
 
 def test_bf16_on_real_like_patches(result: dict) -> None:

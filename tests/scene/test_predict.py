@@ -3,11 +3,11 @@ errors, the pipeline's batch order, compiled prediction."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -370,18 +370,13 @@ def test_pipeline_queues_the_next_batch_before_waiting(small):
         events.append(("launch", k))
 
         def finish():
-            events.append(("finish", k))
-            return batch.tiles  # the sink only looks at the order
+            events.append(("finish", k))  # the sink only looks at the order of the tiles
+            return [SimpleNamespace(tile=t, mask_from=None) for t in batch.tiles]
 
         return finish
 
     written = []
-
-    @contextlib.contextmanager
-    def sink():
-        yield written.append
-
-    Pipeline().run(batches, inputs, launch, sink, lambda n: None)
+    Pipeline(workers=1).run(batches, inputs, launch, lambda r: written.append(r.tile), lambda n: None)
     n = len(batches)
     expected = [("launch", 0)]
     for k in range(1, n):
@@ -415,10 +410,94 @@ def test_compiled_prediction_pads_the_last_batch(small):
 @needs_cuda
 def test_cuda_prediction_matches_cpu(scene):
     s2, s1 = scene["s2_cloudy"], scene["s1"]
+    """fp32 on CUDA is IEEE float32 (TF32 off), so it matches the CPU up to float round-off;
+    tf32 (the CUDA default) and bf16 stay within the errors the README states."""
     on_cpu = predict_array(tiny_model(), s2, s1, options=cpu(tile=256, batch=3), with_mask=True)
-    cuda = PredictOptions(device="cuda", tile=256, batch=3)
+    cuda = PredictOptions(device="cuda", precision="fp32", tile=256, batch=3)
     gpu = predict_array(tiny_model(), s2, s1, options=cuda, with_mask=True)
     np.testing.assert_allclose(gpu["prediction"], on_cpu["prediction"], rtol=0, atol=1e-4)
     np.testing.assert_array_equal(gpu["mask"], on_cpu["mask"])
+    tf = predict_array(tiny_model(), s2, s1, options=replace(cuda, precision=None))  # tf32
+    assert np.abs(tf["prediction"] - on_cpu["prediction"]).mean() * 0.2 < 1e-3  # reflectance
     bf = predict_array(tiny_model(), s2, s1, options=replace(cuda, precision="bf16"))
     assert np.abs(bf["prediction"] - on_cpu["prediction"]).mean() * 0.2 < 1e-2  # reflectance
+
+
+# --------------------------------------------------------------------------- one scene run
+def read_levels(path: Path) -> list[np.ndarray]:
+    """Every level of a COG, full resolution first."""
+    with rasterio.open(path) as ds:
+        shapes = [(ds.count, ds.height, ds.width)]
+        shapes += [(ds.count, -(-ds.height // f), -(-ds.width // f)) for f in ds.overviews(1)]
+        return [ds.read(out_shape=s) for s in shapes]
+
+
+@pytest.mark.slow
+def test_threads_and_stripes_do_not_change_a_byte(tmp_path, scene, write_raster, monkeypatch):
+    """Any number of threads, and a scene cut into stripes (as scenes wider than STRIPE_MAX
+    are), give byte-identical files: the layout is fixed, only the work is spread."""
+    import dsen2cr.scene.tiling as tiling
+
+    model = tiny_model()
+    write_raster(tmp_path / "s2.tif", scene["s2_cloudy"], block=128, compress="deflate")
+    write_raster(tmp_path / "s1.tif", scene["s1"], resolution=20.0)  # warped
+    files = {}
+    for name, threads, stripe in (("one", 1, None), ("three", 3, None), ("striped", 2, 256)):
+        if stripe:
+            monkeypatch.setattr(tiling, "STRIPE_MAX", stripe)  # 900 columns: 4 stripes of 256
+        out, mask = tmp_path / f"{name}.tif", tmp_path / f"{name}_mask.tif"
+        res = predict(tmp_path / "s2.tif", model, out, tmp_path / "s1.tif", mask_out=mask,
+                      options=cpu(tile=128, threads=threads))
+        assert res["threads"] == threads and res["workers"] == threads
+        assert set(res["stages"]) >= {"statistics", "decode", "warp", "network", "mask",
+                                      "convert", "encode", "layout"}  # fmt: skip
+        files[name] = (out.read_bytes(), mask.read_bytes())
+    assert files["one"] == files["three"] == files["striped"]
+    assert max(t.stripe for t in tiling.plan_tiles(700, 900, 128, 34)) == 3
+    levels = read_levels(tmp_path / "one.tif")
+    assert len(levels) == 2 and levels[1].shape == (13, 350, 450)
+
+
+def test_network_is_read_hashed_and_prepared_once_per_process(tmp_path, small, write_raster, monkeypatch):
+    import dsen2cr.scene.network as network
+
+    calls = {"load": 0, "digest": 0}
+
+    def counting(fn, key):
+        def wrapped(*a, **kw):
+            calls[key] += 1
+            return fn(*a, **kw)
+
+        return wrapped
+
+    monkeypatch.setattr(network, "load_weights", counting(network.load_weights, "load"))
+    monkeypatch.setattr(network, "network_digest", counting(network.network_digest, "digest"))
+    weights = tiny_model().save_pretrained(tmp_path / "w.safetensors")
+    write_raster(tmp_path / "s2.tif", small["s2_cloudy"])
+    write_raster(tmp_path / "s1.tif", small["s1"])
+    for i in range(3):
+        predict(tmp_path / "s2.tif", weights, tmp_path / f"p{i}.tif", tmp_path / "s1.tif",
+                options=cpu(tile=64))  # fmt: skip
+    assert calls == {"load": 1, "digest": 1}
+    loaded = network.load_network(weights, "cpu")
+    assert loaded.uses_sar and loaded.halo == 2 * 3 + 2 and loaded.name == "w.safetensors"
+    assert network.load_network(loaded, "cpu") is loaded and calls["load"] == 1
+    with rasterio.open(tmp_path / "p0.tif") as a, rasterio.open(tmp_path / "p2.tif") as b:
+        assert a.tags()["DSEN2CR_WEIGHTS_SHA256"] == b.tags()["DSEN2CR_WEIGHTS_SHA256"] == loaded.digest
+        assert a.tags()["DSEN2CR_PRECISION"] == "fp32"
+        assert json.loads(a.tags()["DSEN2CR_OPTIONS"])["precision"] == "fp32"
+
+
+def test_identity_network_gives_back_the_input(tmp_path, small, write_raster):
+    """The io benchmark's identity network exercises every stage but the network: the output is
+    the input as the output's DN convention keeps it (clipped to [1, 10000])."""
+    from dsen2cr.benchmark.io import IdentityNetwork
+
+    s2 = small["s2_cloudy"]
+    write_raster(tmp_path / "s2.tif", s2)
+    write_raster(tmp_path / "s1.tif", small["s1"])
+    res = predict(tmp_path / "s2.tif", IdentityNetwork(), tmp_path / "o.tif", tmp_path / "s1.tif",
+                  options=cpu(tile=64))  # fmt: skip
+    assert res["halo"] == 34
+    with rasterio.open(tmp_path / "o.tif") as ds:
+        np.testing.assert_array_equal(ds.read(), np.clip(s2, 1, 10000))

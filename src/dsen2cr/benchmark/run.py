@@ -12,7 +12,11 @@ CUDA, fp32 on CPU by default), and returns one JSON-serialisable dict:
   device, forward under autocast, CARL in float32, backward, NAdam step) on a batch of synthetic
   crops (GPU: 16 of 128 x 128): crops/s, TFLOP/s (``TRAIN_FLOP_FACTOR`` x forward FLOPs), ``mfu``;
 - ``scene``: end-to-end :func:`dsen2cr.scene.predict` of a generated georeferenced scene
-  (GPU: a full 10980 x 10980 Sentinel-2 tile) with its I/O, in megapixels/s;
+  (GPU: a full 10980 x 10980 Sentinel-2 tile) with its I/O and ``predict``'s default options, in
+  megapixels/s, with the seconds of every stage and (CUDA) the GPU's busy fraction;
+- ``io`` (when asked): the same path with the network replaced by an identity of the same
+  tiling, per thread count, against GDAL's own COG translation of the same input
+  (:func:`dsen2cr.benchmark.io.bench_io`);
 - ``bf16``: correctness of bf16 autocast against float32 on real SEN12MS-CR patches: mean
   absolute difference in reflectance (target: <= 1e-2);
 - ``ladder`` (when asked): what each optimisation gains, one change at a time, for ``infer`` and
@@ -36,6 +40,7 @@ import dataclasses
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,8 +51,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from dsen2cr.benchmark.io import bench_io
 from dsen2cr.benchmark.model import bench_bf16, bench_infer, bench_ladder, bench_train
-from dsen2cr.benchmark.scene import bench_scene
+from dsen2cr.benchmark.scene import bench_scene, make_inputs
 from dsen2cr.benchmark.timing import (
     WEIGHTS_SEED,
     RunSettings,
@@ -62,13 +68,15 @@ from dsen2cr.models import DSen2CR, count_parameters
 from dsen2cr.performance import (
     TRAIN_FLOP_FACTOR,
     SpeedOptions,
-    check_precision,
     conv_flops_per_pixel,
     resolve_device,
+    resolve_precision,
 )
 
-SECTIONS: tuple[str, ...] = ("peak", "infer", "train", "scene", "bf16")
-"""The sections of a default run, in the order they run."""
+SECTIONS: tuple[str, ...] = ("peak", "infer", "train", "scene", "io", "bf16")
+"""Every section, in the order they run."""
+DEFAULT_SECTIONS: tuple[str, ...] = ("peak", "infer", "train", "scene", "bf16")
+"""The sections of a default run (``io`` runs when asked for)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,7 @@ class BenchmarkSizes:
         train_steps: timed training steps.
         scene_size: side of the generated scene in pixels.
         scene_tile: ``predict``'s core tile size.
+        io_size: side of the generated scene of ``io``.
         bf16_crop: centre crop of each real patch (None: whole patches).
         bf16_patches: real patches used (None: all).
     """
@@ -106,6 +115,7 @@ class BenchmarkSizes:
     train_steps: int
     scene_size: int
     scene_tile: int
+    io_size: int
     bf16_crop: int | None
     bf16_patches: int | None
 
@@ -117,14 +127,14 @@ def benchmark_sizes(device_type: str, quick: bool = False) -> BenchmarkSizes:
     tile (``quick``: 2048^2, 4 real patches). CPU: 2048^2 fp32 matmul, 1 patch of 256^2, 2 crops
     of 128^2, a 512^2 scene; ``quick``: 1536^2, 1 patch of 64^2, 2 crops of 64^2, a 256^2 scene,
     64^2 centre crops of 4 real patches (a run of the paper model takes 75-80 s on 2
-    cores).
+    cores). ``io``: a 4096^2 scene (``quick``: 1024^2).
     """
     if device_type == "cuda":
         return BenchmarkSizes(
             peak_n=8192, peak_inner=10, peak_repeats=5 if quick else 10,
             infer_batch=16, infer_size=256, infer_warmup=3, infer_repeats=5 if quick else 20,
             train_batch=16, train_crop=128, train_warmup=5, train_steps=10 if quick else 30,
-            scene_size=2048 if quick else 10980, scene_tile=512,
+            scene_size=2048 if quick else 10980, scene_tile=512, io_size=1024 if quick else 4096,
             bf16_crop=None, bf16_patches=4 if quick else None,
         )  # fmt: skip
     if quick:
@@ -132,13 +142,13 @@ def benchmark_sizes(device_type: str, quick: bool = False) -> BenchmarkSizes:
             peak_n=1536, peak_inner=1, peak_repeats=5,
             infer_batch=1, infer_size=64, infer_warmup=1, infer_repeats=3,
             train_batch=2, train_crop=64, train_warmup=1, train_steps=2,
-            scene_size=256, scene_tile=256, bf16_crop=64, bf16_patches=4,
+            scene_size=256, scene_tile=256, io_size=1024, bf16_crop=64, bf16_patches=4,
         )  # fmt: skip
     return BenchmarkSizes(
         peak_n=2048, peak_inner=1, peak_repeats=5,
         infer_batch=1, infer_size=256, infer_warmup=1, infer_repeats=3,
         train_batch=2, train_crop=128, train_warmup=1, train_steps=3,
-        scene_size=512, scene_tile=512, bf16_crop=None, bf16_patches=None,
+        scene_size=512, scene_tile=512, io_size=4096, bf16_crop=None, bf16_patches=None,
     )  # fmt: skip
 
 
@@ -147,6 +157,7 @@ _SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
     "infer": lambda r: f"{r['patches_per_s']} patches/s, {r['tflops']} TFLOP/s, mfu {r['mfu']}",
     "train": lambda r: f"{r['crops_per_s']} crops/s, {r['tflops']} TFLOP/s, mfu {r['mfu']}",
     "scene": lambda r: f"{r['megapixels_per_s']} MP/s on {r['size']}^2 (wall {r['wall_seconds']} s)",
+    "io": lambda r: f"{r['megapixels_per_s']} MP/s by threads, {r['ratio_to_gdal']} x GDAL's COG",
     "bf16": lambda r: r.get("skipped") or f"MAE {r['mae_reflectance']} over {r['patches']} patches",
     "ladder": lambda r: f"{len(r['rungs'])} rungs",
 }
@@ -161,6 +172,19 @@ def _parse_sections(sections: Sequence[str]) -> list[str]:
         if s not in SECTIONS:
             raise DSen2CRError(f"unknown section {s!r}: choose from {', '.join(SECTIONS)}")
     return [s for s in SECTIONS if s in names]
+
+
+def _run_io(dev: torch.device, size: int, threads: Sequence[int] | None,
+            inputs_dir: str | os.PathLike[str] | None) -> dict[str, Any]:  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="dsen2cr-benchmark-") as tmp:
+        folder = Path(inputs_dir) if inputs_dir else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        s2, s1 = make_inputs(folder, size)
+        gen = time.perf_counter() - t0
+        result = bench_io(dev, s2, s1, Path(tmp), threads=list(threads) if threads else None)
+    result["input_generation_seconds"] = sig(gen, 3)
+    return result
 
 
 def _jsonable(obj: Any) -> Any:
@@ -180,16 +204,19 @@ def run_benchmark(
     device: str | torch.device = "auto",
     *,
     quick: bool = False,
-    sections: Sequence[str] = SECTIONS,
+    sections: Sequence[str] = DEFAULT_SECTIONS,
     precision: str | None = None,
     speed: SpeedOptions | None = None,
     ladder: bool = False,
     realdata: str | os.PathLike[str] | None = None,
     weights: str | os.PathLike[str] | None = None,
     scene_size: int | None = None,
+    io_size: int | None = None,
     features: int = 256,
     blocks: int = 16,
     readers: int | None = None,
+    io_threads: Sequence[int] | None = None,
+    inputs_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the benchmark sections on one device and return the JSON-serialisable result.
@@ -199,8 +226,9 @@ def run_benchmark(
         quick: small sizes (a CPU run of the paper model in under two minutes); see
             :func:`benchmark_sizes`.
         sections: any of :data:`SECTIONS` (also comma-separated); they run in that order.
-        precision: ``"fp32"`` or ``"bf16"``; default bf16 on CUDA, fp32 on CPU (bf16 convolutions
-            are slower than fp32 on CPUs without AMX).
+        precision: one of :data:`~dsen2cr.performance.PRECISIONS`; default bf16 on CUDA, fp32 on
+            CPU (bf16 convolutions are slower than fp32 on CPUs without AMX). ``scene`` runs
+            ``predict``'s own default unless a precision is given.
         speed: memory format and ``torch.compile`` of the network (compilation counts as
             warm-up); default :class:`~dsen2cr.performance.SpeedOptions`.
         ladder: also measure the optimisation ladder (:func:`bench_ladder`).
@@ -208,9 +236,13 @@ def run_benchmark(
             ``{id}_s1.tif``; the section is skipped without it or when it is absent).
         weights: weight file for ``bf16`` (default: random init, seed 0).
         scene_size: side of the ``scene`` in pixels (default from :func:`benchmark_sizes`).
+        io_size: side of the ``io`` scene in pixels (default from :func:`benchmark_sizes`).
         features: F of the model; anything but 256 is a smaller model for smoke tests.
         blocks: B of the model; anything but 16 is a smaller model for smoke tests.
         readers: input reader threads of ``scene`` (default: ``predict``'s).
+        io_threads: thread counts of ``io`` (default: 1, 2, 4, ... the cores).
+        inputs_dir: folder where the generated scenes of ``scene`` and ``io`` are kept and
+            reused (default: a temporary folder per section).
         progress: one line on stderr when each section starts and ends.
 
     Returns:
@@ -224,9 +256,10 @@ def run_benchmark(
     t_start = time.perf_counter()
     dev = resolve_device(device)
     names = _parse_sections(sections)
+    scene_precision = precision  # None: predict's own default
     if precision is None:
         precision = "bf16" if dev.type == "cuda" else "fp32"
-    check_precision(precision)
+    resolve_precision(precision, dev)
     if precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise OptionError("precision", f"bf16: {dev} does not support bfloat16, use fp32")
     if weights is not None and not Path(weights).is_file():
@@ -242,6 +275,10 @@ def run_benchmark(
         if scene_size < 16:
             raise OptionError("scene_size", f"must be >= 16, got {scene_size}")
         sizes = dataclasses.replace(sizes, scene_size=scene_size)
+    if io_size is not None:
+        if io_size < 16:
+            raise OptionError("io_size", f"must be >= 16, got {io_size}")
+        sizes = dataclasses.replace(sizes, io_size=io_size)
     speed = speed or SpeedOptions()
     settings = RunSettings(precision, speed, cudnn_benchmark=dev.type == "cuda")
 
@@ -316,8 +353,10 @@ def run_benchmark(
     if "scene" in names:
         run("scene", partial(
             bench_scene, dev, settings, size=sizes.scene_size, tile=sizes.scene_tile,
-            readers=readers, **model_kw,
+            readers=readers, precision=scene_precision, inputs_dir=inputs_dir, **model_kw,
         ))  # fmt: skip
+    if "io" in names:
+        run("io", partial(_run_io, dev, sizes.io_size, io_threads, inputs_dir))
     if "bf16" in names:
         run("bf16", partial(
             bench_bf16, dev, realdata=realdata, crop=sizes.bf16_crop,

@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -178,6 +179,94 @@ def make_model(features: int, blocks: int) -> DSen2CR:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(WEIGHTS_SEED)
         return DSen2CR(features=features, blocks=blocks, sar_channels=2)
+
+
+def host_peak_rss_gib() -> float | None:
+    """Peak resident memory of this process so far (GiB), from ``getrusage``."""
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    except (ImportError, OSError):
+        return None
+
+
+class GpuUtilisation:
+    """Samples a CUDA GPU's utilisation (the share of time a kernel ran) in the background.
+
+    NVML through ``pynvml`` (the ``nvidia-ml-py`` package) when it imports, else ``nvidia-smi
+    --lms``; on other devices, or without either, :meth:`mean` is None. Use as a context manager
+    around the work; sample times are ``time.perf_counter`` seconds.
+
+    Args:
+        device: the device whose GPU is sampled.
+        interval: seconds between samples.
+    """
+
+    def __init__(self, device: torch.device, interval: float = 0.1) -> None:
+        self.device = device
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []
+        self.source: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> GpuUtilisation:
+        if self.device.type != "cuda":
+            return self
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        reader = self._nvml(index) or self._nvidia_smi(index)
+        if reader is not None:
+            self._thread = threading.Thread(target=self._run, args=(reader,), daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _nvml(self, index: int) -> Callable[[], float | None] | None:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        except Exception:
+            return None
+        self.source = "nvml"
+        return lambda: float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+
+    def _nvidia_smi(self, index: int) -> Callable[[], float | None] | None:
+        import shutil
+        import subprocess
+
+        if shutil.which("nvidia-smi") is None:
+            return None
+        self.source = "nvidia-smi"
+
+        def read() -> float | None:
+            out = subprocess.run(["nvidia-smi", "-i", str(index), "--query-gpu=utilization.gpu",
+                                  "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=5)  # fmt: skip
+            try:
+                return float(out.stdout.strip().splitlines()[0])
+            except (ValueError, IndexError):
+                return None
+
+        return read
+
+    def _run(self, read: Callable[[], float | None]) -> None:
+        while not self._stop.is_set():
+            value = read()
+            if value is not None:
+                self.samples.append((time.perf_counter(), value))
+            self._stop.wait(self.interval)
+
+    def mean(self, start: float, end: float) -> float | None:
+        """Mean utilisation (0-1) of the samples taken between ``start`` and ``end``."""
+        inside = [v for t, v in self.samples if start <= t <= end]
+        return sum(inside) / len(inside) / 100.0 if inside else None
 
 
 def max_memory_gib(device: torch.device) -> float | None:

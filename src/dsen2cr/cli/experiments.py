@@ -186,8 +186,10 @@ def add_benchmark(sub: argparse._SubParsersAction) -> None:
         "inference on 256 x 256 patches ('infer') and CARL training steps on 128 x 128 crops "
         "('train'), each with throughput, achieved TFLOP/s and MFU (model FLOP/s / peak); end-to-"
         "end prediction of a generated scene with I/O in megapixels/s ('scene'; a full 10980 x "
-        "10980 tile on CUDA); the mean |bf16 - fp32| in reflectance on real SEN12MS-CR patches "
-        "('bf16'). Prints one JSON object; progress goes to stderr. "
+        "10980 tile on CUDA, predict's default options, seconds by stage, GPU busy fraction); the "
+        "mean |bf16 - fp32| in reflectance on real SEN12MS-CR patches ('bf16'); when asked, the "
+        "scene path with an identity network per thread count against GDAL's own COG "
+        "translation ('io'). Prints one JSON object; progress goes to stderr. "
         "Python: dsen2cr.benchmark.run_benchmark.",
     )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
@@ -196,9 +198,9 @@ def add_benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, default=None, metavar="FILE",
                    help="also write the JSON to FILE (atomically)")
     p.add_argument("--sections", nargs="+", default=None, metavar="NAME",
-                   help="sections to run: peak infer train scene bf16 (default all)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
-                   help="default bf16 on CUDA, fp32 on CPU")
+                   help="sections to run: peak infer train scene io bf16 (default all but io)")
+    p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default=None,
+                   help="default bf16 on CUDA, fp32 on CPU ('scene': predict's default)")
     add_speed_options(p, " of the scene section")
     p.add_argument("--ladder", action="store_true",
                    help="also measure each optimisation one at a time (fp32 NCHW, +channels_last, "
@@ -211,6 +213,12 @@ def add_benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scene-size", type=int, default=None, metavar="N",
                    help="side of the generated scene in pixels (default 10980 on CUDA, 512 on "
                    "CPU, 256 with --quick)")
+    p.add_argument("--io-size", type=int, default=None, metavar="N",
+                   help="side of the generated scene of 'io' (default 4096; 1024 with --quick)")
+    p.add_argument("--io-threads", type=int, nargs="+", default=None, metavar="N",
+                   help="thread counts of 'io' (default 1, 2, 4, ... up to the cores)")
+    p.add_argument("--inputs-dir", type=Path, default=None, metavar="DIR",
+                   help="keep the generated scenes of 'scene' and 'io' in DIR and reuse them")
     p.add_argument("--features", type=int, default=256,
                    help="F of the model (default 256); smaller model for smoke tests")
     p.add_argument("--blocks", type=int, default=16,
@@ -219,15 +227,17 @@ def add_benchmark(sub: argparse._SubParsersAction) -> None:
     add_overwrite(p, "--json file")
 
     def run(a: argparse.Namespace) -> None:
-        from dsen2cr.benchmark import SECTIONS, run_benchmark
+        from dsen2cr.benchmark import DEFAULT_SECTIONS, run_benchmark
         from dsen2cr.io import atomic_output, guard_outputs
 
         guard_outputs({"json": a.json}, [a.realdata, a.weights], overwrite=a.overwrite)
         result = run_benchmark(
-            a.device, quick=a.quick, sections=a.sections or SECTIONS, precision=a.precision,
+            a.device, quick=a.quick, sections=a.sections or DEFAULT_SECTIONS, precision=a.precision,
             speed=speed_options(a), ladder=a.ladder,
             realdata=a.realdata, weights=a.weights, scene_size=a.scene_size,
-            features=a.features, blocks=a.blocks, readers=a.readers, progress=not a.quiet,
+            io_size=a.io_size, features=a.features, blocks=a.blocks, readers=a.readers,
+            io_threads=a.io_threads,
+            inputs_dir=a.inputs_dir, progress=not a.quiet,
         )  # fmt: skip
         text = json.dumps(result, indent=2)
         if a.json is not None:

@@ -20,6 +20,9 @@ def _add_scene_options(p: argparse.ArgumentParser) -> None:
                    type=str.upper,
                    help="output compression (default DEFLATE, the most widely readable; ZSTD "
                    "writes faster)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads of each stage: decoding, S1 warping, writing and "
+                   "compressing (default: every core this process may use)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -64,8 +67,9 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                    "missing, and exit (status 1 unless complete)")
     p.add_argument("--batch", type=int, default=None,
                    help="tiles per forward pass (default 4 on CUDA, 1 on CPU)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default=None,
-                   help="bf16 runs the network under torch.autocast (default fp32)")
+    p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default=None,
+                   help="fp32: IEEE float32; tf32: TF32 tensor cores (CUDA); bf16: bfloat16 "
+                   "autocast (default tf32 on CUDA, fp32 on CPU; README 'Precision')")
     p.add_argument("--s1-linear", action="store_true",
                    help="S1 holds linear backscatter: convert to dB (10 log10)")
     _add_scene_options(p)
@@ -77,7 +81,9 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
             PredictOptions,
             format_summary,
             parse_shard,
-            predict_scenes,
+            plan_predict,
+            predict,
+            predict_batch,
             summarize,
         )
 
@@ -90,17 +96,21 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         if a.s2 is not None and a.pairs is not None:
             p.error("give --s2/--s1 or --pairs, not both")
         options = PredictOptions(
-            **given(a, "tile", "batch", "device", "precision", "threshold", "compress", "readers"),
+            **given(a, "tile", "batch", "device", "precision", "threshold", "compress", "readers",
+                    "threads"),
             s1_linear=a.s1_linear, speed=speed_options(a), progress=not a.quiet,
         )  # fmt: skip
         shard = parse_shard(a.shard) if a.shard is not None else None
-        result = predict_scenes(a.s2, a.weights, a.out, a.s1, pairs=a.pairs, mask_out=a.mask_out,
-                                preview=a.preview, options=options, overwrite=a.overwrite,
-                                manifest=a.manifest, shard=shard, quiet=a.quiet)  # fmt: skip
-        if isinstance(result, list):
-            for r in result:
-                print(json.dumps(r))
+        one = plan_predict(a.s2, a.s1, a.out, weights=a.weights, mask_out=a.mask_out,
+                           preview=a.preview, pairs=a.pairs, shard=shard, overwrite=a.overwrite)  # fmt: skip
+        if one is not None:
+            print(json.dumps(predict(one[0], a.weights, a.out, one[1], mask_out=a.mask_out,
+                                     preview=a.preview, options=options, overwrite=a.overwrite)))  # fmt: skip
             return 0
+        result = predict_batch(a.s2 if a.pairs is None else None, a.weights, a.out, a.s1,
+                               pairs=a.pairs, mask_dir=a.mask_out, preview_dir=a.preview,
+                               options=options, overwrite=a.overwrite, manifest=a.manifest,
+                               shard=shard, quiet=a.quiet)  # fmt: skip
         for r in result.records:
             print(json.dumps(r))
         return 0 if result.ok else 1
@@ -127,8 +137,8 @@ def add_mask(sub: argparse._SubParsersAction) -> None:
     def run(a: argparse.Namespace) -> None:
         from dsen2cr.scene import PredictOptions, mask_scene
 
-        options = PredictOptions(**given(a, "tile", "device", "threshold", "compress", "readers"),
-                                 progress=not a.quiet)  # fmt: skip
+        options = PredictOptions(**given(a, "tile", "device", "threshold", "compress", "readers",
+                                         "threads"), progress=not a.quiet)  # fmt: skip
         print(json.dumps(mask_scene(a.s2, a.out, options=options, overwrite=a.overwrite)))
 
     p.set_defaults(func=run)

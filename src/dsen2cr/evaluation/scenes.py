@@ -55,7 +55,7 @@ from dsen2cr.io import atomic_output, guard_outputs
 from dsen2cr.metrics import METRIC_KEYS, Protocol, SceneScore, get_protocol
 from dsen2cr.performance import resolve_device
 from dsen2cr.scaling import S2_BANDS, dn_to_reflectance
-from dsen2cr.scene import PredictOptions, mask_scene, predict
+from dsen2cr.scene import PredictOptions, load_network, mask_scene, predict
 from dsen2cr.scene.writers import MASK_NODATA
 
 __all__ = ["STRIP_ROWS", "evaluate_scenes", "score_scene"]
@@ -211,6 +211,8 @@ def evaluate_scenes(
             skipped[name] = (f"a {type(net).__name__} has no finite receptive field, so a scene "
                              "cannot be predicted exactly tile by tile")  # fmt: skip
     scored = [*tiled, *([IDENTITY] if IDENTITY in models else [])]
+    # each network is prepared (device, memory format) and hashed once for every scene
+    networks = {name: load_network(models[name], dev, path=weights[name]) for name in tiled}
     per_scene: dict[str, dict[str, Any]] = {}
     spectra: dict[str, dict[str, Any]] = {}
     bar = tqdm(mosaics, desc=f"scenes {split}", unit="scene", disable=None if progress else True)
@@ -221,8 +223,8 @@ def evaluate_scenes(
         preds: dict[str, Path] = {}
         for name in tiled:
             preds[name] = out / f"{scene}_{name}.tif"
-            s1 = files["s1"] if getattr(models[name], "uses_sar", False) else None
-            predict(files["s2_cloudy"], weights[name], preds[name], s1, options=options,
+            s1 = files["s1"] if networks[name].uses_sar else None
+            predict(files["s2_cloudy"], networks[name], preds[name], s1, options=options,
                     overwrite=True)  # fmt: skip
         if IDENTITY in scored:
             preds[IDENTITY] = files["s2_cloudy"]

@@ -41,13 +41,14 @@ import torch.multiprocessing as mp
 
 from dsen2cr.errors import DataError, DSen2CRError, OptionError, one_line
 from dsen2cr.io import file_identity, guard_outputs
-from dsen2cr.models import load_weights, network_digest
+from dsen2cr.models import load_weights
 from dsen2cr.scene.launch import Shard, shard_from_env
 from dsen2cr.scene.manifest import Manifest
+from dsen2cr.scene.network import LoadedNetwork, load_network
 from dsen2cr.scene.pairing import Pair, expand_inputs, pair_by_footprint, read_pairs
-from dsen2cr.scene.predict import PredictOptions, predict
+from dsen2cr.scene.run import PredictOptions, SceneOutputs, run_scene
 
-__all__ = ["BatchResult", "plan_batch", "predict_batch", "predict_scenes"]
+__all__ = ["BatchResult", "plan_batch", "plan_predict", "predict_batch"]
 
 MANIFEST_NAME = "manifest.jsonl"
 """Default manifest file name, in the output folder."""
@@ -155,7 +156,7 @@ def _own_mask(path: Path, pair: Pair, opts: PredictOptions) -> bool:
             and tags.get("DSEN2CR_THRESHOLD") == str(opts.threshold))  # fmt: skip
 
 
-def _existing(outs: _Outputs, pair: Pair, s1: Path | None, digest: str,
+def _existing(outs: _Outputs, pair: Pair, s1: Path | None, network: LoadedNetwork,
               opts: PredictOptions) -> tuple[str, str]:  # fmt: skip
     """``("missing" | "complete" | "partial" | "other", reason)`` of a scene's outputs.
 
@@ -173,8 +174,8 @@ def _existing(outs: _Outputs, pair: Pair, s1: Path | None, digest: str,
         return "missing", ""
     tags = _tags(outs.out) or {}
     want = {
-        "DSEN2CR_WEIGHTS_SHA256": digest,
-        "DSEN2CR_OPTIONS": json.dumps(opts.fingerprint(), sort_keys=True),
+        "DSEN2CR_WEIGHTS_SHA256": network.digest,
+        "DSEN2CR_OPTIONS": json.dumps(opts.fingerprint(network.device), sort_keys=True),
     }
     for key, value in want.items():
         if tags.get(key) != value:
@@ -225,18 +226,18 @@ def _run_share(
     manifest: Path,
     shard: Shard,
     quiet: bool,
+    network: LoadedNetwork | None = None,
 ) -> list[dict[str, Any]]:
-    """Predict this process's share, one scene at a time (see the module docs)."""
+    """Predict this process's share, one scene at a time, with the network loaded once (see the
+    module docs)."""
     mine = shard.take(scenes)
     log = Manifest(manifest)
     log.append({"event": "start", "rank": shard.index, "shard": f"{shard.index}/{shard.count}",
                 "source": shard.source, "host": shard.host, "pid": os.getpid(),
                 "device": opts.device, "weights": str(weights),
                 "scenes": [p.name for p in mine]})  # fmt: skip
-    net = load_weights(weights)
-    digest = network_digest(net)
-    uses_sar = bool(getattr(net, "uses_sar", False))
-    del net
+    network = load_network(network or weights, opts.device, opts.speed)
+    uses_sar = network.uses_sar
     if s1_candidates is not None and mine:
         matched = pair_by_footprint([p.s2 for p in mine], s1_candidates)
         mine = [replace(m, out=p.out) for m, p in zip(matched, mine, strict=True)]
@@ -261,15 +262,14 @@ def _run_share(
             if uses_sar and pair.s1 is None:
                 raise DSen2CRError(f"no S1 for this scene: {pair.note or 'none given'}")
             s1 = pair.s1 if uses_sar else None
-            state, reason = ("missing", "") if overwrite else _existing(outs, pair, s1, digest, opts)
+            state, reason = ("missing", "") if overwrite else _existing(outs, pair, s1, network, opts)
             if state == "other":
                 raise DSen2CRError(f"{reason}: add --overwrite to replace it")
             if state == "complete":
                 rec.update(status="skipped", megapixels=_megapixels(outs.out))
             else:
-                summary = predict(pair.s2, weights, outs.out, s1, mask_out=outs.mask,
-                                  preview=outs.preview, options=opts,
-                                  overwrite=overwrite or state == "partial")  # fmt: skip
+                summary = run_scene(pair.s2, s1, network, SceneOutputs(outs.out, outs.mask, outs.preview),
+                                    opts, overwrite=overwrite or state == "partial")  # fmt: skip
                 rec.update(status="done", megapixels=summary["width"] * summary["height"] / 1e6)
         except (DSen2CRError, OSError, rasterio.errors.RasterioError) as exc:
             rec["error"] = one_line(exc)
@@ -351,12 +351,6 @@ def predict_batch(
                   [weights, pairs], overwrite=True,
                   folders=["out", "mask_out", "preview"])  # fmt: skip
     log = Path(manifest) if manifest is not None else out / MANIFEST_NAME
-    # a bad weight file, or SAR weights without any S1, is one error for the whole batch
-    net = load_weights(weights)
-    if getattr(net, "uses_sar", False) and not s1 and pairs is None:
-        raise DSen2CRError("the weights use SAR (sar_channels=2): give the S1 images (--s1) or "
-                           "a pairs file (--pairs)")  # fmt: skip
-    del net
     candidates = expand_inputs(s1, "S1 image") if (s1 and pairs is None) else None
     me = shard_from_env(explicit=shard)
     _check_outputs_are_not_inputs(
@@ -369,17 +363,22 @@ def predict_batch(
               "out_dir": out, "mask_dir": Path(mask_dir) if mask_dir else None,
               "preview_dir": Path(preview_dir) if preview_dir else None,
               "overwrite": overwrite, "manifest": log, "quiet": quiet}  # fmt: skip
-    if me.local_rank is not None:  # one process per GPU already (torchrun, srun)
-        device = devices[me.local_rank % len(devices)] if devices else me.device(opts.device, cuda)
-        one = replace(opts, device=device, progress=False)
-        return BatchResult(_run_share(opts=one, shard=me, **common), me, log)
-    if devices is None and cuda > 1:
+    sar_given = bool(s1) or pairs is not None
+    if devices is None and cuda > 1 and me.local_rank is None:
         devices = [f"cuda:{i}" for i in range(cuda)]
-    if not devices or len(devices) == 1:
-        device = devices[0] if devices else opts.device
-        single = me.count == 1
-        one = replace(opts, device=device, progress=opts.progress and not quiet and single)
-        return BatchResult(_run_share(opts=one, shard=me, **common), me, log)
+    if me.local_rank is not None or not devices or len(devices) == 1:
+        if me.local_rank is not None:  # one process per GPU already (torchrun, srun)
+            device = devices[me.local_rank % len(devices)] if devices else me.device(opts.device, cuda)
+            one = replace(opts, device=device, progress=False)
+        else:
+            single = me.count == 1
+            one = replace(opts, device=devices[0] if devices else opts.device,
+                          progress=opts.progress and not quiet and single)  # fmt: skip
+        # a bad weight file, or SAR weights without any S1, is one error for the whole batch
+        network = load_network(weights, one.device, one.speed)
+        _check_sar(network.uses_sar, sar_given)
+        return BatchResult(_run_share(opts=one, shard=me, network=network, **common), me, log)
+    _check_sar(bool(getattr(load_weights(weights), "uses_sar", False)), sar_given)
     # one worker process per device, each a fixed sub-share of this process's share
     n = len(devices)
     jobs = [{**common, "opts": replace(opts, device=d, progress=False),
@@ -394,30 +393,37 @@ def predict_batch(
     return BatchResult(records, me, log)
 
 
-def predict_scenes(
+def _check_sar(uses_sar: bool, sar_given: bool) -> None:
+    if uses_sar and not sar_given:
+        raise DSen2CRError("the weights use SAR (sar_channels=2): give the S1 images (s1) or "
+                           "a pairs file (pairs)")  # fmt: skip
+
+
+def plan_predict(
     s2: Sequence[str | os.PathLike[str]] | None,
-    weights: str | os.PathLike[str],
+    s1: Sequence[str | os.PathLike[str]] | None,
     out: str | os.PathLike[str],
-    s1: Sequence[str | os.PathLike[str]] | None = None,
     *,
-    pairs: str | os.PathLike[str] | None = None,
+    weights: str | os.PathLike[str] | None = None,
     mask_out: str | os.PathLike[str] | None = None,
     preview: str | os.PathLike[str] | None = None,
-    options: PredictOptions | None = None,
-    overwrite: bool = False,
-    manifest: str | os.PathLike[str] | None = None,
+    pairs: str | os.PathLike[str] | None = None,
     shard: Shard | None = None,
-    quiet: bool = False,
-) -> list[dict[str, Any]] | BatchResult:
-    """What ``dsen2cr predict`` does: one scene to a file, or a batch of scenes to folders.
+    overwrite: bool = False,
+) -> tuple[Path, Path | None] | None:
+    """What ``dsen2cr predict`` predicts: one scene into the file ``out``, or a batch.
 
-    One S2 input (after glob expansion), no pairs file, and an ``out`` that is not an existing
-    folder: ``out``, ``mask_out`` and ``preview`` are files (:func:`predict`) and the result is
-    ``[summary]``. Otherwise they are folders (:func:`predict_batch`) and the result is its
-    :class:`BatchResult`.
+    One S2 input (after glob expansion), no pairs file, no launcher's share and an ``out`` that
+    is not an existing folder: a single scene, predicted by :func:`~dsen2cr.scene.predict`
+    (its outputs are checked here first: :func:`dsen2cr.io.guard_outputs`). Otherwise a batch
+    into folders (:func:`predict_batch`).
+
+    Returns:
+        ``(s2, s1)`` of the single scene (``s1`` None when not given), or None for a batch.
 
     Raises:
-        DSen2CRError: see :func:`predict` and :func:`predict_batch`.
+        DSen2CRError: one S2 with several S1; single-scene outputs that exist or are inputs; a
+            single scene's ``out`` that is not a ``.tif`` file, or a batch's ``out`` that is one.
     """
     scenes = expand_inputs(s2, "S2 image") if s2 is not None and pairs is None else []
     target = Path(out)
@@ -426,15 +432,11 @@ def predict_scenes(
         sars = expand_inputs(s1, "S1 image") if s1 else []
         if len(sars) > 1:
             raise DSen2CRError(f"one S2 scene but {len(sars)} S1 images: give one S1 per S2")
-        sar = sars[0] if sars else None
         guard_outputs({"out": target, "mask_out": mask_out, "preview": preview},
-                      [scenes[0], sar, weights], overwrite=overwrite)  # fmt: skip
+                      [scenes[0], *sars, weights], overwrite=overwrite)  # fmt: skip
         if target.suffix.lower() not in (".tif", ".tiff"):
             raise OptionError("out", f"{target}: expected a .tif file name (or an existing folder)")
-        return [predict(scenes[0], weights, target, sar, mask_out=mask_out, preview=preview,
-                        options=options, overwrite=overwrite)]  # fmt: skip
+        return scenes[0], sars[0] if sars else None
     if target.suffix.lower() in (".tif", ".tiff"):
         raise OptionError("out", f"must be a folder for a batch of scenes, not {target}")
-    return predict_batch(s2 if pairs is None else None, weights, target, s1, pairs=pairs,
-                         mask_dir=mask_out, preview_dir=preview, options=options,
-                         overwrite=overwrite, manifest=manifest, shard=shard, quiet=quiet)  # fmt: skip
+    return None

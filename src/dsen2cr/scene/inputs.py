@@ -1,26 +1,32 @@
 """The inputs of a scene, tile by tile: from files (S2 + S1 on its grid) or from arrays.
 
-An *inputs* object has ``height``, ``width`` and ``open(with_s1=True, rows=False)``, a context
-manager that yields a function ``read(tile) -> TileInputs`` with its own GDAL handles (one per
-thread). :class:`FileInputs` reads files; :class:`ArrayInputs` serves in-memory arrays the same
-way (``predict_array``, tests).
+An *inputs* object has ``height``, ``width`` and ``open(with_s1=True, rows=False, clock=None)``,
+a context manager that yields a function ``read(tile) -> TileInputs`` with its own GDAL handles
+(one per thread). :class:`FileInputs` reads files; :class:`ArrayInputs` serves in-memory arrays
+the same way (``predict_array``, tests).
 
-Row chunks. GDAL does not cache the blocks of windowed multi-band reads, so reading tile by tile
-decoded each block of a tiled GeoTIFF up to 9 times (tiles overlap by their halo and straddle
-block borders): reading a 4096 x 4096 DEFLATE scene took 11.8 s tile by tile against 1.7 s block
-by block. With ``rows=True`` the file reader decodes the scene in whole-width chunks of rows
-aligned to the file's blocks (:attr:`~dsen2cr.scene.sentinel2.S2Scene.block_rows`), each chunk
-once, and cuts the tiles out of them (:class:`RowChunks`). Tiles come in row-major order and all
-tiles of a row share their rows, so a chunk is dropped once the tiles have moved below it. S2
-chunks of a GeoTIFF are kept in the file's dtype (uint16) and converted tile by tile (a ``.SAFE``
-is read as float32). Host memory per reader is the chunks a tile window spans: for a
-10980-pixel-wide scene with 512 tiles (580-row windows), up to 3 chunks of 512 rows of a uint16
-GeoTIFF with S1, 0.57 GB, or up to 2 chunks of 1024 rows of a ``.SAFE``, 1.35 GB.
+Row chunks. Tiles overlap by their halo and straddle block borders, so reading tile by tile
+decodes blocks several times unless GDAL's block cache keeps them, and a window touches only a
+few blocks, too few for GDAL's decoding threads. With ``rows=True`` the file reader decodes
+chunks of rows aligned to the file's blocks (:attr:`~dsen2cr.scene.sentinel2.S2Scene.block_rows`)
+across the tiles' stripe (:func:`~dsen2cr.scene.tiling.plan_tiles`: the whole width of a
+Sentinel-2 tile), each chunk once, with all blocks of a chunk decoded in parallel by GDAL
+(``GDAL_NUM_THREADS``), and cuts the tiles out of them (:class:`RowChunks`); the S1 chunks come
+from GDAL's warper on as many threads. On a 4096 x 4096 DEFLATE scene, decoding took 2.4 s tile
+by tile (with a 512 MB block cache) and 1.2 s in row chunks on 2 cores. Tiles of a stripe come
+in row-major order and share their rows, so a chunk is dropped once the tiles have moved below
+it (or to another stripe). S2 chunks of a GeoTIFF stay in the file's dtype (uint16) and are
+converted tile by tile (a ``.SAFE`` is read as float32). Host memory per reader is the chunks a
+tile window spans: for a 10980-pixel-wide scene with 512 tiles (580-row windows), up to 3 chunks
+of 512 rows of a uint16 GeoTIFF with S1, 0.57 GB, or up to 2 chunks of 1024 rows of a ``.SAFE``,
+1.35 GB; stripes (at most :data:`~dsen2cr.scene.tiling.STRIPE_MAX` pixels wide) bound it for
+wider scenes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,7 +37,8 @@ from rasterio.windows import Window
 from dsen2cr.cloudmask import ShadowStats, ShadowStatsAccumulator
 from dsen2cr.scene.sentinel1 import S1Reader, S1Source
 from dsen2cr.scene.sentinel2 import S2Reader, S2Scene
-from dsen2cr.scene.tiling import Tile, plan_tiles
+from dsen2cr.scene.stages import StageClock
+from dsen2cr.scene.tiling import Tile, plan_tiles, stripe_columns
 
 CHUNK_ROWS_MIN = 256
 """Fewest rows a row chunk holds (files stored as strips of one or a few rows)."""
@@ -64,9 +71,11 @@ class SceneInputs(Protocol):
     width: int
 
     def open(
-        self, with_s1: bool = True, rows: bool = False
+        self, with_s1: bool = True, rows: bool = False, clock: StageClock | None = None,
+        stripes: dict[int, tuple[int, int]] | None = None,
     ) -> contextlib.AbstractContextManager[Reader]:
-        """A per-thread reader of tile windows."""
+        """A per-thread reader of tile windows (``clock`` counts its ``decode`` and ``warp``
+        seconds; ``stripes``: see :class:`RowChunks`)."""
         ...
 
 
@@ -78,32 +87,56 @@ def chunk_rows(block_rows: int, low: int = CHUNK_ROWS_MIN, high: int = CHUNK_ROW
 
 
 class RowChunks:
-    """Whole-width row chunks of an S2 (+ S1) reader, decoded once each (see the module docs)."""
+    """Row chunks of an S2 (+ S1) reader across each stripe of tiles, decoded once each (see
+    the module docs).
 
-    def __init__(self, s2: S2Reader, s1: S1Reader | None) -> None:
+    Args:
+        s2: the S2 reader.
+        s1: the S1 reader on the S2 grid, or None.
+        stripes: per stripe, the columns ``[start, end)`` its tiles' windows span
+            (:func:`~dsen2cr.scene.tiling.stripe_columns`; default: the whole width).
+        clock: counts ``decode`` (S2) and ``warp`` (S1) seconds.
+    """
+
+    def __init__(self, s2: S2Reader, s1: S1Reader | None,
+                 stripes: dict[int, tuple[int, int]] | None = None,
+                 clock: StageClock | None = None) -> None:  # fmt: skip
         self.s2, self.s1 = s2, s1
         scene = s2.scene
         self.height, self.width = scene.height, scene.width
         self.rows = chunk_rows(scene.block_rows)
-        self._chunks: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        self.stripes = stripes or {}
+        self.clock = clock or StageClock()
+        self._chunks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray | None]] = {}
 
-    def _chunk(self, k: int) -> tuple[np.ndarray, np.ndarray | None]:
-        if k not in self._chunks:
+    def _columns(self, stripe: int) -> tuple[int, int]:
+        return self.stripes.get(stripe, (0, self.width))
+
+    def _chunk(self, stripe: int, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+        if (stripe, k) not in self._chunks:
             top = k * self.rows
-            win = Window(0, top, self.width, min(self.rows, self.height - top))
+            c0, c1 = self._columns(stripe)
+            win = Window(c0, top, c1 - c0, min(self.rows, self.height - top))
+            t0 = time.perf_counter()
             raw = self.s2.read_raw(win, native=True)
-            self._chunks[k] = (raw, self.s1.read(win) if self.s1 is not None else None)
-        return self._chunks[k]
+            t1 = time.perf_counter()
+            sar = self.s1.read(win) if self.s1 is not None else None
+            self.clock.add("decode", t1 - t0)
+            if self.s1 is not None:
+                self.clock.add("warp", time.perf_counter() - t1)
+            self._chunks[(stripe, k)] = (raw, sar)
+        return self._chunks[(stripe, k)]
 
     def read(self, t: Tile) -> TileInputs:
-        """The inputs of a tile window (tiles must come in row-major order)."""
+        """The inputs of a tile window (the tiles of a stripe must come in row-major order)."""
         r, c, h, w = t.window
         k0, k1 = r // self.rows, (r + h - 1) // self.rows
-        for k in [k for k in self._chunks if k < k0]:
-            del self._chunks[k]  # the tiles have moved below this chunk
+        for key in [key for key in self._chunks if key[0] != t.stripe or key[1] < k0]:
+            del self._chunks[key]  # the tiles have moved below this chunk, or to another stripe
+        c -= self._columns(t.stripe)[0]
         s2_parts, s1_parts = [], []
         for k in range(k0, k1 + 1):  # the tile's rows in each chunk
-            raw, sar = self._chunk(k)
+            raw, sar = self._chunk(t.stripe, k)
             top = k * self.rows
             rows = slice(max(r, top) - top, min(r + h, top + self.rows) - top)
             s2_parts.append(raw[:, rows, c : c + w])
@@ -118,29 +151,43 @@ def _join(parts: list[np.ndarray]) -> np.ndarray:
 
 
 class FileInputs:
-    """An S2 scene (+ an S1 source on its grid) read tile by tile; see the module docs."""
+    """An S2 scene (+ an S1 source on its grid) read tile by tile; see the module docs.
 
-    def __init__(self, scene: S2Scene, s1: S1Source | None) -> None:
+    Args:
+        scene: the S2 scene.
+        s1: the S1 source on its grid, or None.
+        threads: GDAL warper threads of the S1 reprojection (decoding threads are
+            ``GDAL_NUM_THREADS``, :func:`dsen2cr.io.scene_gdal`).
+    """
+
+    def __init__(self, scene: S2Scene, s1: S1Source | None, threads: int = 1) -> None:
         self.scene = scene
         self.s1 = s1
+        self.threads = threads
         self.height, self.width = scene.height, scene.width
 
     @contextlib.contextmanager
-    def open(self, with_s1: bool = True, rows: bool = False) -> Iterator[Reader]:
+    def open(self, with_s1: bool = True, rows: bool = False, clock: StageClock | None = None,
+             stripes: dict[int, tuple[int, int]] | None = None) -> Iterator[Reader]:  # fmt: skip
         """A reader of tile windows; ``rows=True`` reads through :class:`RowChunks`."""
+        clock = clock or StageClock()
         with contextlib.ExitStack() as stack:
             s2r = stack.enter_context(self.scene.open())
             s1r = None
             if with_s1 and self.s1 is not None:
-                s1r = stack.enter_context(self.s1.open())
+                s1r = stack.enter_context(self.s1.open(threads=self.threads))
             if rows:
-                yield RowChunks(s2r, s1r).read
+                yield RowChunks(s2r, s1r, stripes, clock).read
                 return
 
             def read(t: Tile) -> TileInputs:
                 w = t.rio_window()
-                dn, valid = s2r.read(w)
-                return TileInputs(dn, s1r.read(w) if s1r is not None else None, valid)
+                with clock.time("decode"):
+                    dn, valid = s2r.read(w)
+                if s1r is None:
+                    return TileInputs(dn, None, valid)
+                with clock.time("warp"):
+                    return TileInputs(dn, s1r.read(w), valid)
 
             yield read
 
@@ -166,8 +213,9 @@ class ArrayInputs:
         self.height, self.width = s2.shape[-2:]
 
     @contextlib.contextmanager
-    def open(self, with_s1: bool = True, rows: bool = False) -> Iterator[Reader]:
-        """A reader of tile windows (``rows`` makes no difference in memory)."""
+    def open(self, with_s1: bool = True, rows: bool = False, clock: StageClock | None = None,
+             stripes: dict[int, tuple[int, int]] | None = None) -> Iterator[Reader]:  # fmt: skip
+        """A reader of tile windows (``rows`` and ``stripes`` make no difference in memory)."""
 
         def read(t: Tile) -> TileInputs:
             r, c, h, w = t.window
@@ -183,7 +231,7 @@ class ArrayInputs:
 
 
 def scene_shadow_statistics(inputs: SceneInputs, block: int = 1024) -> ShadowStats:
-    """Shadow-test statistics of a whole scene over its valid pixels, read block by block.
+    """Shadow-test statistics of a whole scene over its valid pixels, read in row chunks.
 
     The cloud mask's shadow thresholds use the minimum and mean of CSI = (B8 + B11) / 2 and of
     B2 (reflectance) over the image. For a scene they are taken over the valid (not nodata)
@@ -198,9 +246,11 @@ def scene_shadow_statistics(inputs: SceneInputs, block: int = 1024) -> ShadowSta
         :class:`dsen2cr.cloudmask.ShadowStats` with float fields.
     """
     acc = ShadowStatsAccumulator()
-    with inputs.open(with_s1=False) as read:
-        for t in plan_tiles(inputs.height, inputs.width, block, 0):
-            tile = read(Tile(t.core, t.core))  # each pixel exactly once
+    # windows = cores (not shifted inwards at the border): each pixel exactly once
+    tiles = [Tile(t.core, t.core, t.stripe) for t in plan_tiles(inputs.height, inputs.width, block, 0)]
+    with inputs.open(with_s1=False, rows=True, stripes=stripe_columns(tiles)) as read:
+        for t in tiles:
+            tile = read(t)
             acc.add(tile.s2[:, tile.valid])
     return acc.result()
 

@@ -1,17 +1,25 @@
-"""The tiled pipeline: reader threads -> compute (calling thread) -> writer thread.
+"""The tiled pipeline of a scene: reader threads -> the network on its device -> writer threads.
 
-Reader threads read (and reproject) the inputs (:mod:`dsen2cr.scene.inputs`) in block-aligned
-row chunks and cut batches of tiles (:class:`TileBatch`) into a bounded queue; the calling thread
-queues the network and/or the cloud mask on each batch (:class:`TileComputer`), one batch in
-flight on the device; a writer thread receives one :class:`TileResult` per tile. Each thread has
-its own GDAL handles. Host memory is bounded by a few row chunks and batches of tiles, not by the
-scene. :func:`run_tiles` plans the tiles and runs it all with a progress bar; ``predict``, the
-scene mask and ``predict_array`` are that one path with different computers and sinks.
+* **Readers** (``readers`` threads, each with its own GDAL handles) read batches of tile windows
+  in row chunks (:mod:`dsen2cr.scene.inputs`; GDAL decodes the blocks of a chunk and warps S1 on
+  ``threads`` threads) into a bounded queue.
+* **Compute** (the calling thread) queues each batch on the device (:meth:`TileComputer.launch`)
+  and, while the device computes it, collects the previous batch's results: one batch is always
+  in flight. On CUDA the inputs go up through pinned memory and the prediction comes back as
+  uint16 DN (:func:`dsen2cr.scaling.scaled_to_dn` on the device), half the bytes of float32.
+* **Writers** (a pool of ``workers`` threads) run the sink on every tile's result: DN, nodata,
+  counts, preview pixels and the COG blocks, compressed as they complete
+  (:mod:`dsen2cr.scene.writers`, :mod:`dsen2cr.scene.cog`). At most ``2 x workers`` results wait
+  for them, so host memory is bounded by tiles, not by the scene.
+
+An error (or an interrupt) in any thread stops all of them and is raised in the caller. Every
+stage counts its seconds in a :class:`~dsen2cr.scene.stages.StageClock`. ``predict``, the scene
+mask and ``predict_array`` are this one path with different computers and sinks.
 """
 
 from __future__ import annotations
 
-import contextlib
+import concurrent.futures
 import os
 import queue
 import threading
@@ -22,21 +30,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from dsen2cr.cloudmask import MASK_RADIUS, ShadowStats, cloud_shadow_mask
 from dsen2cr.errors import DSen2CRError
-from dsen2cr.performance import (
-    SpeedOptions,
-    autocast,
-    configure_backends,
-    prepare_model,
-    to_memory_format,
-)
-from dsen2cr.scaling import s1_to_scaled, s2_to_scaled
+from dsen2cr.performance import precision_mode, to_memory_format
+from dsen2cr.scaling import s1_to_scaled, s2_to_scaled, scaled_to_dn
 from dsen2cr.scene.inputs import SceneInputs
-from dsen2cr.scene.tiling import Tile, plan_tiles
+from dsen2cr.scene.network import LoadedNetwork
+from dsen2cr.scene.stages import StageClock
+from dsen2cr.scene.tiling import Tile, plan_tiles, stripe_columns
 
 _END = object()
 
@@ -58,6 +61,14 @@ class TileBatch:
     valid: list[np.ndarray]
 
 
+@dataclass(frozen=True)
+class MaskSpec:
+    """The cloud mask a computer adds: its threshold and the scene-wide shadow statistics."""
+
+    threshold: float
+    shadow_stats: ShadowStats
+
+
 @dataclass
 class TileResult:
     """What the computer gives for the core of one tile.
@@ -67,9 +78,14 @@ class TileResult:
         valid: (ch, cw) bool, False where S2 is nodata.
         s2: (13, ch, cw) float32 DN of the input.
         s1: (2, ch, cw) float32 dB of the input, or None.
-        prediction: (13, ch, cw) float32 prediction in the scaled domain, or None (mask only).
+        prediction: (13, ch, cw) float32 prediction in the scaled domain, or None (mask only,
+            or :attr:`dn` given instead).
+        dn: (13, ch, cw) uint16 prediction in DN (:func:`~dsen2cr.scaling.scaled_to_dn`,
+            nodata not yet applied), when the device converted it; else None.
         mask: (ch, cw) int8 cloud (1) / shadow (-1) / clear (0) mask, or None; meaningless where
             ``valid`` is False.
+        mask_from: on CPU, the window's S2 DN and the mask spec, for the writer thread to
+            compute the mask (:meth:`completed`), so that masks are computed on all writers.
     """
 
     tile: Tile
@@ -78,6 +94,17 @@ class TileResult:
     s1: np.ndarray | None
     prediction: np.ndarray | None
     mask: np.ndarray | None
+    dn: np.ndarray | None = None
+    mask_from: tuple[np.ndarray, MaskSpec] | None = None
+
+    def completed(self) -> TileResult:
+        """This result with its deferred mask computed (in the calling thread)."""
+        if self.mask_from is None:
+            return self
+        s2, spec = self.mask_from
+        m = cloud_shadow_mask(s2, spec.threshold, shadow_stats=spec.shadow_stats)
+        self.mask, self.mask_from = self.tile.core_of(m), None
+        return self
 
     @property
     def ok(self) -> np.ndarray:
@@ -86,13 +113,26 @@ class TileResult:
             return self.valid
         return self.valid & np.isfinite(self.s1).all(axis=0)
 
+    def prediction_dn(self) -> np.ndarray:
+        """(13, ch, cw) uint16 DN of the prediction (nodata not applied)."""
+        if self.dn is not None:
+            return self.dn
+        assert self.prediction is not None
+        return scaled_to_dn(self.prediction)
 
-@dataclass(frozen=True)
-class MaskSpec:
-    """The cloud mask a computer adds: its threshold and the scene-wide shadow statistics."""
 
-    threshold: float
-    shadow_stats: ShadowStats
+_UINT16_ON: dict[str, bool] = {}
+
+
+def _uint16_on(device: torch.device) -> bool:
+    """Whether this PyTorch casts to uint16 on ``device`` (probed once per device)."""
+    key = str(device)
+    if key not in _UINT16_ON:
+        try:
+            _UINT16_ON[key] = int(torch.ones(1, device=device).to(torch.uint16).cpu().item()) == 1
+        except (RuntimeError, TypeError):
+            _UINT16_ON[key] = False
+    return _UINT16_ON[key]
 
 
 class TileComputer:
@@ -100,46 +140,45 @@ class TileComputer:
 
     :meth:`launch` queues a batch's work on the device and returns at once with a function that
     waits for it and hands out the results; on CUDA the results come back by one asynchronous
-    copy into pinned host memory, so the pipeline prepares and queues the next batch while the
-    GPU computes this one.
+    copy into pinned host memory (from PyTorch's caching host allocator, so pinned buffers are
+    reused, not allocated per batch), so the pipeline collects the previous batch while the GPU
+    computes this one.
 
     Args:
-        model: the network (inputs and output in the scaled domain; ``uses_sar``), or None for
-            the mask alone.
-        device: where it runs; the model is moved there (:func:`dsen2cr.performance.prepare_model`).
-        precision: ``"fp32"`` or ``"bf16"``.
+        network: the network (see :func:`dsen2cr.scene.network.load_network`), or None for the
+            mask alone.
+        device: where it runs (the network's device).
+        precision: one of :data:`~dsen2cr.performance.PRECISIONS`.
         mask: compute the cloud mask too (on CUDA the batched torch path, on CPU numpy; both give
             bit-identical masks), or None.
-        speed: memory format and compilation of the network.
         pad_batch: pad short batches to this many tiles, so that a compiled network sees one
             input shape.
+        dn: give the prediction in DN (file outputs: converted on CUDA devices, where it halves
+            the bytes copied back) rather than in the scaled domain (``predict_array``).
     """
 
     def __init__(
         self,
-        model: nn.Module | None,
+        network: LoadedNetwork | None,
         device: torch.device,
         precision: str = "fp32",
         mask: MaskSpec | None = None,
-        speed: SpeedOptions | None = None,
         pad_batch: int | None = None,
+        dn: bool = False,
     ) -> None:
-        if model is None and mask is None:
-            raise ValueError("a TileComputer needs a model, a mask, or both")
-        self.speed = speed or SpeedOptions()
-        self.model = model
+        if network is None and mask is None:
+            raise ValueError("a TileComputer needs a network, a mask, or both")
+        self.network = network
         self.device = device
         self.precision = precision
         self.mask = mask
         self.pad_batch = pad_batch
-        configure_backends(device)  # cuDNN autotuning: every tile has the same shape
-        if model is not None:
-            prepare_model(model, device, self.speed)
+        self.dn_on_device = dn and device.type == "cuda" and _uint16_on(device)
 
     @property
     def halo(self) -> int:
         """Context a tile needs on each side: the receptive field and/or the mask's radius."""
-        halo = int(getattr(self.model, "receptive_field_radius", 0)) if self.model else 0
+        halo = self.network.halo if self.network is not None else 0
         return max(halo, MASK_RADIUS) if self.mask is not None else halo
 
     def _to_device(self, a: np.ndarray) -> torch.Tensor:
@@ -149,19 +188,23 @@ class TileComputer:
         return t
 
     def _network(self, dn: torch.Tensor, s1: np.ndarray | None, n: int) -> torch.Tensor:
-        assert self.model is not None
-        cl = self.speed.channels_last
+        assert self.network is not None
+        cl = self.network.speed.channels_last
         sar = None
-        if self.model.uses_sar:
+        if self.network.uses_sar:
             if s1 is None:
                 raise DSen2CRError("this model uses SAR but no S1 input was given")
             # missing SAR (NaN) -> 0 in the scaled domain; those pixels become nodata anyway
             sar = to_memory_format(torch.nan_to_num(s1_to_scaled(self._to_device(s1)), nan=0.0), cl)
         optical = to_memory_format(s2_to_scaled(dn), cl)
-        with autocast(self.device, self.precision):
-            pred = self.model(optical, sar)
-        # float32 NCHW, so that host-side slices are plain views
-        return pred[:n].to(torch.float32, memory_format=torch.contiguous_format)
+        with precision_mode(self.device, self.precision):
+            pred = self.network.module(optical, sar)
+        if self.dn_on_device:
+            return scaled_to_dn(pred[:n]).contiguous()
+        if self.device.type == "cuda":  # one contiguous float32 copy back to the host
+            return pred[:n].to(torch.float32, memory_format=torch.contiguous_format)
+        # on the CPU the writers read it in its own memory format (no transposing copy here)
+        return pred[:n].to(torch.float32)
 
     def launch(self, batch: TileBatch) -> Callable[[], list[TileResult]]:
         """Queue one batch; the returned function waits for it and gives one result per tile."""
@@ -174,13 +217,11 @@ class TileComputer:
                 s1 = np.concatenate([s1, np.repeat(s1[-1:], reps, axis=0)])
         cuda = self.device.type == "cuda"
         with torch.inference_mode():
-            dn = self._to_device(s2) if (self.model is not None or cuda) else None
-            pred = self._network(dn, s1, n) if self.model is not None else None  # type: ignore[arg-type]
+            dn = self._to_device(s2) if (self.network is not None or cuda) else None
+            pred = self._network(dn, s1, n) if self.network is not None else None  # type: ignore[arg-type]
             mask = None
-            if self.mask is not None:
-                # on CPU the numpy/scipy path is faster; both give bit-identical masks
-                src = dn[:n] if cuda else s2[:n]  # type: ignore[index]
-                mask = cloud_shadow_mask(src, self.mask.threshold, shadow_stats=self.mask.shadow_stats)
+            if self.mask is not None and cuda:  # on CPU: numpy/scipy in the writers (bit-identical)
+                mask = cloud_shadow_mask(dn[:n], self.mask.threshold, shadow_stats=self.mask.shadow_stats)  # type: ignore[index]
             done = None
             if cuda:
                 host = []
@@ -199,14 +240,18 @@ class TileComputer:
                 done.synchronize()
             p = pred.numpy() if isinstance(pred, torch.Tensor) else None
             m = mask.numpy() if isinstance(mask, torch.Tensor) else mask
+            as_dn = p is not None and p.dtype == np.uint16
+            defer = self.mask is not None and m is None
             return [
                 TileResult(
                     tile=t,
                     valid=t.core_of(batch.valid[i]),
                     s2=t.core_of(batch.s2[i]),
                     s1=None if batch.s1 is None else t.core_of(batch.s1[i]),
-                    prediction=None if p is None else t.core_of(p[i]),
+                    prediction=None if p is None or as_dn else t.core_of(p[i]),
+                    dn=t.core_of(p[i]) if as_dn else None,  # type: ignore[index]
                     mask=None if m is None else t.core_of(m[i]),
+                    mask_from=(batch.s2[i], self.mask) if defer else None,  # type: ignore[arg-type]
                 )
                 for i, t in enumerate(batch.tiles)
             ]
@@ -214,146 +259,179 @@ class TileComputer:
         return finish
 
 
+Sink = Callable[[TileResult], None]
+"""What the writers run on every tile's result (thread-safe: called from several threads)."""
+
+
 class Pipeline:
-    """Reader threads -> compute (calling thread) -> writer thread, with bounded queues.
+    """Reader threads -> compute (calling thread) -> writer pool, with bounded queues.
 
     Each of the ``readers`` threads reads a contiguous run of the batches (so a reader's row
     chunks serve consecutive tile rows) with its own GDAL handles; batches reach the compute in
-    whatever order the readers finish them, which does not matter since each carries its tiles.
-    An error (or an interrupt) in any thread stops all of them and is raised in the caller.
+    whatever order the readers finish them, and results reach the writers in any order, which
+    does not matter since each carries its tiles. See the module docs.
     """
 
-    def __init__(self, depth: int = 2, readers: int = 1) -> None:
+    def __init__(self, readers: int = 1, workers: int = 1, clock: StageClock | None = None) -> None:
         self.readers = max(1, readers)
-        depth = max(depth, self.readers + 1)
-        self.q_in: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self.q_out: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.workers = max(1, workers)
+        self.q_in: queue.Queue[Any] = queue.Queue(maxsize=max(2, self.readers + 1))
+        self.slots = threading.Semaphore(2 * self.workers)
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
+        self.clock = clock or StageClock()
 
-    def _put(self, q: queue.Queue[Any], item: Any) -> bool:
+    def _fail(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+        self.stop.set()
+
+    def _put(self, item: Any) -> bool:
         while not self.stop.is_set():
             try:
-                q.put(item, timeout=0.1)
+                self.q_in.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def _get(self, q: queue.Queue[Any]) -> Any:
+    def _get(self) -> Any:
         while True:
             try:
-                return q.get(timeout=0.1)
+                return self.q_in.get(timeout=0.1)
             except queue.Empty:
                 if self.stop.is_set():
                     return _END
+
+    def _reader(self, group: Sequence[list[Tile]], inputs: SceneInputs,
+                stripes: dict[int, tuple[int, int]], done: Callable[[], None]) -> None:  # fmt: skip
+        try:
+            with inputs.open(rows=True, clock=self.clock, stripes=stripes) as read:
+                for tiles in group:
+                    if self.stop.is_set():
+                        return
+                    items = [read(t) for t in tiles]
+                    s1 = None if items[0].s1 is None else np.stack([i.s1 for i in items])  # type: ignore[misc]
+                    batch = TileBatch(tiles, np.stack([i.s2 for i in items]), s1,
+                                      [i.valid for i in items])  # fmt: skip
+                    if not self._put(batch):
+                        return
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            done()
+
+    def _submit(self, pool: concurrent.futures.Executor, sink: Sink, result: TileResult) -> bool:
+        """Hand one result to the writers; waits while ``2 x workers`` are pending."""
+        t0 = time.perf_counter()
+        while not self.slots.acquire(timeout=0.1):
+            if self.stop.is_set():
+                return False
+        self.clock.add("wait_for_writers", time.perf_counter() - t0)
+
+        def job() -> None:
+            try:
+                if not self.stop.is_set():
+                    if result.mask_from is not None:
+                        with self.clock.time("mask"):
+                            result.completed()
+                    sink(result)
+            except BaseException as exc:
+                self._fail(exc)
+            finally:
+                self.slots.release()
+
+        pool.submit(job)
+        return True
 
     def run(
         self,
         batches: Sequence[list[Tile]],
         inputs: SceneInputs,
         launch: Callable[[TileBatch], Callable[[], list[TileResult]]],
-        open_sink: Callable[[], contextlib.AbstractContextManager[Callable[[TileResult], None]]],
+        sink: Sink,
         on_batch: Callable[[int], Any],
     ) -> None:
         """Read, compute and write every batch (see the class docs)."""
         n = min(self.readers, max(1, len(batches)))
         bounds = [round(i * len(batches) / n) for i in range(n + 1)]
         groups = [batches[bounds[i] : bounds[i + 1]] for i in range(n)]
+        stripes = stripe_columns([t for b in batches for t in b])
         running = [n]
         lock = threading.Lock()
 
-        def reader(group: Sequence[list[Tile]]) -> None:
-            try:
-                with inputs.open(rows=True) as read:
-                    for tiles in group:
-                        if self.stop.is_set():
-                            return
-                        items = [read(t) for t in tiles]
-                        s1 = None if items[0].s1 is None else np.stack([i.s1 for i in items])  # type: ignore[misc]
-                        batch = TileBatch(tiles, np.stack([i.s2 for i in items]), s1,
-                                          [i.valid for i in items])  # fmt: skip
-                        if not self._put(self.q_in, batch):
-                            return
-            except BaseException as exc:
-                self.errors.append(exc)
-                self.stop.set()
-            finally:
-                with lock:
-                    running[0] -= 1
-                    last = running[0] == 0
-                if last:
-                    self._put(self.q_in, _END)
+        def done() -> None:
+            with lock:
+                running[0] -= 1
+                last = running[0] == 0
+            if last:
+                self._put(_END)
 
-        def writer() -> None:
-            try:
-                with open_sink() as sink:
-                    while True:
-                        item = self._get(self.q_out)
-                        if item is _END:
-                            break
-                        sink(item)
-            except BaseException as exc:
-                self.errors.append(exc)
-                self.stop.set()
-
-        threads = [
-            *(
-                threading.Thread(target=reader, args=(g,), name=f"dsen2cr-reader-{i}", daemon=True)
-                for i, g in enumerate(groups)
-            ),
-            threading.Thread(target=writer, name="dsen2cr-writer", daemon=True),
-        ]
-
-        def hand_over(batch: TileBatch, finish: Callable[[], list[TileResult]]) -> None:
-            for result in finish():
-                if not self._put(self.q_out, result):
-                    break
-            on_batch(len(batch.tiles))
-
-        for th in threads:
-            th.start()
+        threads = [threading.Thread(target=self._reader, args=(g, inputs, stripes, done),
+                                    name=f"dsen2cr-reader-{i}", daemon=True)
+                   for i, g in enumerate(groups)]  # fmt: skip
+        pool = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="dsen2cr-writer")
         try:
-            # one batch in flight: batch k is queued on the device before batch k - 1's
-            # results are waited for and handed to the writer
-            pending: tuple[TileBatch, Callable[[], list[TileResult]]] | None = None
-            while not self.stop.is_set():
-                item = self._get(self.q_in)
-                if item is _END:
-                    break
-                finish = launch(item)
-                if pending is not None:
-                    hand_over(*pending)
-                pending = (item, finish)
-            if pending is not None and not self.stop.is_set():
-                hand_over(*pending)
+            for th in threads:
+                th.start()
+            self._compute(pool, launch, sink, on_batch)
         except BaseException:
             self.stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=self.stop.is_set())
+            self.stop.set()  # readers still waiting to put a batch give up
             for th in threads:
                 th.join()
-            raise
-        if not self.stop.is_set():
-            self._put(self.q_out, _END)
-        for th in threads:
-            th.join()
         if self.errors:
             raise self.errors[0]
+
+    def _compute(self, pool: concurrent.futures.Executor,
+                 launch: Callable[[TileBatch], Callable[[], list[TileResult]]],
+                 sink: Sink, on_batch: Callable[[int], Any]) -> None:  # fmt: skip
+        """One batch in flight: batch k is queued on the device before batch k - 1's results
+        are waited for and handed to the writers."""
+        pending: tuple[TileBatch, Callable[[], list[TileResult]]] | None = None
+        while not self.stop.is_set():
+            t0 = time.perf_counter()
+            item = self._get()
+            self.clock.add("wait_for_readers", time.perf_counter() - t0)
+            if item is _END:
+                break
+            with self.clock.time("network"):
+                finish = launch(item)
+            if pending is not None:
+                self._hand_over(pool, *pending, sink, on_batch)
+            pending = (item, finish)
+        if pending is not None and not self.stop.is_set():
+            self._hand_over(pool, *pending, sink, on_batch)
+
+    def _hand_over(self, pool: concurrent.futures.Executor, batch: TileBatch,
+                   finish: Callable[[], list[TileResult]], sink: Sink,
+                   on_batch: Callable[[int], Any]) -> None:  # fmt: skip
+        with self.clock.time("network"):
+            results = finish()
+        for result in results:
+            if not self._submit(pool, sink, result):
+                return
+        on_batch(len(batch.tiles))
 
 
 def default_readers(device: torch.device) -> int:
     """Reader threads: 1 on CPU, where the network needs the cores; on CUDA a quarter of the CPU
-    cores, 1 to 4."""
+    cores, 1 to 4 (each reader's chunks are also decoded and warped on GDAL's threads)."""
     return 1 if device.type == "cpu" else min(4, max(1, (os.cpu_count() or 1) // 4))
 
 
 def run_tiles(
     inputs: SceneInputs,
     computer: TileComputer,
-    open_sink: Callable[[], contextlib.AbstractContextManager[Callable[[TileResult], None]]],
+    sink: Sink,
     *,
     tile: int,
     batch: int,
     readers: int | None = None,
+    workers: int = 1,
+    clock: StageClock | None = None,
     progress: bool = False,
     desc: str | None = None,
 ) -> dict[str, Any]:
@@ -362,15 +440,17 @@ def run_tiles(
     Args:
         inputs: the scene.
         computer: what runs on each batch (its ``halo`` sizes the tiles).
-        open_sink: a context manager factory yielding the writer's ``write(result)``.
+        sink: what the writers run on every tile's result (thread-safe).
         tile: core tile size in pixels.
         batch: tiles per batch.
         readers: reader threads (default :func:`default_readers`).
+        workers: writer threads.
+        clock: counts the seconds of every stage.
         progress: show a progress bar (tiles/s) when stderr is a terminal.
         desc: the progress bar's label.
 
     Returns:
-        ``{"tiles", "readers", "tile", "halo", "window", "seconds", "tiles_per_s",
+        ``{"tiles", "readers", "workers", "tile", "halo", "window", "seconds", "tiles_per_s",
         "megapixels_per_s"}``.
     """
     halo = computer.halo
@@ -381,13 +461,14 @@ def run_tiles(
     bar = tqdm(total=len(tiles), unit="tile", desc=desc or "predict",
                disable=None if progress else True, dynamic_ncols=True, leave=False)  # fmt: skip
     try:
-        Pipeline(readers=readers).run(batches, inputs, computer.launch, open_sink, bar.update)
+        Pipeline(readers, workers, clock).run(batches, inputs, computer.launch, sink, bar.update)
     finally:
         bar.close()
     seconds = time.perf_counter() - t0
     return {
         "tiles": len(tiles),
         "readers": readers,
+        "workers": workers,
         "tile": tile,
         "halo": halo,
         "window": list(tiles[0].window[2:]),

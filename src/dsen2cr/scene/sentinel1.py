@@ -60,15 +60,21 @@ class S1Source:
     src_nodata: float | None = None
     coverage: float = 1.0
 
-    def open(self) -> S1Reader:
-        """A reader with its own GDAL handles (one per thread)."""
-        return S1Reader(self)
+    def open(self, threads: int = 1) -> S1Reader:
+        """A reader with its own GDAL handles (one per thread) and ``threads`` warper threads."""
+        return S1Reader(self, threads)
 
 
 class S1Reader:
-    """Reads S1 windows on the S2 grid (use as a context manager)."""
+    """Reads S1 windows on the S2 grid (use as a context manager).
 
-    def __init__(self, source: S1Source) -> None:
+    Args:
+        source: the S1 source.
+        threads: threads of GDAL's warper (each warps part of a window; the values do not
+            depend on it).
+    """
+
+    def __init__(self, source: S1Source, threads: int = 1) -> None:
         self.source = source
         with no_georef_warning():
             self._src = rasterio.open(source.path)
@@ -88,6 +94,7 @@ class S1Reader:
                     nodata=float("nan"),
                     dtype="float32",
                     tolerance=WARP_TOLERANCE,
+                    NUM_THREADS=str(max(1, threads)),
                     **kw,
                 )
             except Exception as exc:

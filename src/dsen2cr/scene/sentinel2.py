@@ -179,8 +179,9 @@ class S2Reader:
         valid = (raw != 0).any(axis=0)
         if self.scene.nodata is not None and self.scene.nodata != 0:
             valid &= (raw != self.scene.nodata).any(axis=0)
-        finite = np.isfinite(raw).all(axis=0)
-        return valid & finite
+        if raw.dtype.kind == "f":  # integers are always finite
+            valid &= np.isfinite(raw).all(axis=0)
+        return valid
 
     def _to_dn(self, raw: np.ndarray, bands: tuple[int, ...]) -> np.ndarray:
         s = self.scene
@@ -206,11 +207,11 @@ class S2Reader:
     def to_dn(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw values of all 13 bands (any dtype, from :meth:`read_raw`) -> ``(dn, valid)`` as
         :meth:`read` returns them."""
-        raw = raw.astype(np.float32, copy=False)
-        valid = self._valid(raw)
-        dn = self._to_dn(raw, tuple(range(13)))
-        dn = np.where(valid[None], dn, np.float32(0.0)).astype(np.float32, copy=False)
-        return dn, valid
+        valid = self._valid(raw)  # on the file's own values and dtype
+        dn = self._to_dn(raw.astype(np.float32, copy=False), tuple(range(13)))
+        if not valid.all():  # a new array: ``raw`` may be the caller's
+            dn = np.where(valid[None], dn, np.float32(0.0))
+        return dn.astype(np.float32, copy=False), valid
 
 
 SAMPLE_GRID = 4

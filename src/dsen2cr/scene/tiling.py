@@ -9,6 +9,11 @@ The result is the whole-scene prediction up to float round-off, whatever the til
 prove it). Border tiles are shifted inwards so that every tile has the same input size, which
 keeps batches uniform. The cloud mask tiles the same way with a halo of
 :data:`~dsen2cr.cloudmask.MASK_RADIUS`.
+
+Scenes wider than :data:`STRIPE_MAX` pixels are cut into vertical stripes of whole tiles, and the
+tiles come stripe by stripe (row-major inside a stripe): readers that decode rows of a stripe
+then hold a bounded number of pixels whatever the scene's width. A Sentinel-2 tile (10980
+pixels) is one stripe.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from rasterio.windows import Window
+
+STRIPE_MAX = 12288
+"""Widest stripe of a scene in pixels (a whole number of tiles, at least one)."""
 
 
 @dataclass(frozen=True)
@@ -27,10 +35,12 @@ class Tile:
         core: ``(row, col, height, width)`` of the output pixels this tile provides.
         window: ``(row, col, height, width)`` of the input read for it: the core plus a halo of
             at least the receptive-field radius on every side that is not the scene border.
+        stripe: index of the vertical stripe of the scene the tile belongs to.
     """
 
     core: tuple[int, int, int, int]
     window: tuple[int, int, int, int]
+    stripe: int = 0
 
     @property
     def inner(self) -> tuple[int, int, int, int]:
@@ -65,7 +75,7 @@ def _axis_tiles(size: int, tile: int, halo: int) -> list[tuple[int, int, int, in
     return out
 
 
-def plan_tiles(height: int, width: int, tile: int, halo: int) -> list[Tile]:
+def plan_tiles(height: int, width: int, tile: int, halo: int, stripe_max: int | None = None) -> list[Tile]:
     """Cut a ``height x width`` scene into tiles with uniform input windows.
 
     Cores are ``tile x tile`` (smaller in the last row and column); windows have size
@@ -78,16 +88,30 @@ def plan_tiles(height: int, width: int, tile: int, halo: int) -> list[Tile]:
         width: scene columns.
         tile: core size in pixels (>= 1).
         halo: context in pixels (>= 0), at least the receptive-field radius.
+        stripe_max: widest stripe in pixels (default :data:`STRIPE_MAX`; see the module docs).
 
     Returns:
-        Tiles in row-major order.
+        Tiles stripe by stripe, row-major inside each stripe (row-major for a scene of one
+        stripe).
     """
     if tile < 1 or halo < 0 or height < 1 or width < 1:
         raise ValueError(f"invalid tiling: {height}x{width}, tile {tile}, halo {halo}")
     rows = _axis_tiles(height, tile, halo)
     cols = _axis_tiles(width, tile, halo)
+    per_stripe = max(1, (stripe_max or STRIPE_MAX) // tile)
     return [
-        Tile((r0, c0, rh, cw), (wr, wc, wrh, wcw))
+        Tile((r0, c0, rh, cw), (wr, wc, wrh, wcw), s)
+        for s in range(-(-len(cols) // per_stripe))
         for (r0, rh, wr, wrh) in rows
-        for (c0, cw, wc, wcw) in cols
+        for (c0, cw, wc, wcw) in cols[s * per_stripe : (s + 1) * per_stripe]
     ]
+
+
+def stripe_columns(tiles: list[Tile]) -> dict[int, tuple[int, int]]:
+    """Per stripe, the columns ``[start, end)`` that its tiles' windows span."""
+    spans: dict[int, tuple[int, int]] = {}
+    for t in tiles:
+        c, w = t.window[1], t.window[3]
+        lo, hi = spans.get(t.stripe, (c, c + w))
+        spans[t.stripe] = (min(lo, c), max(hi, c + w))
+    return spans

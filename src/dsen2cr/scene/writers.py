@@ -1,35 +1,32 @@
-"""Where the tiles of a scene go: staging GeoTIFFs, Cloud-Optimized GeoTIFFs, previews, arrays.
+"""Where the tiles of a scene go: Cloud-Optimized GeoTIFFs, previews, arrays. Sinks only write;
+:mod:`dsen2cr.scene.run` runs the scene.
 
-:class:`SceneWriter` receives the :class:`~dsen2cr.scene.pipeline.TileResult` of every tile (in
-the pipeline's writer thread) and writes the cores into tiled staging GeoTIFFs beside the final
-outputs, one block per tile core, with fast temporary compression. :meth:`SceneWriter.to_cog`
-then sets band descriptions and metadata and translates them into Cloud-Optimized GeoTIFFs
-(overviews from :mod:`dsen2cr.scene.cog`); the caller renames those into place, so a failed or
-interrupted run leaves no output file. The prediction is 13 bands of uint16 DN (prediction x
-2000, rounded, nodata 0); the mask is int8 (1 cloud, -1 shadow, 0 clear, -128 nodata).
-:class:`ArraySink` collects the same results in memory (``predict_array``).
+:class:`SceneSink` receives the :class:`~dsen2cr.scene.pipeline.TileResult` of every tile (in
+the pipeline's writer threads) and writes its core into streaming COG writers
+(:mod:`dsen2cr.scene.cog`), which compress blocks as they complete; the caller lays the files
+out at the end and renames them into place, so a failed or interrupted run leaves no output
+file. The prediction is 13 bands of uint16 DN (prediction x 2000, rounded, nodata 0); the mask
+is int8 (1 cloud, -1 shadow, 0 clear, -128 nodata). :class:`ArraySink` collects the same results
+in memory (``predict_array``); :class:`Preview` draws the PNG preview.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
+import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 
 from dsen2cr.errors import DataError
 from dsen2cr.figures import mask_composite, new_figure, rgb_composite, sar_composite, save_figure
-from dsen2cr.io import atomic_output, bounded_gdal, staging_path
-from dsen2cr.scaling import S2_BANDS, scaled_to_s2
-from dsen2cr.scene.cog import temporary_compression, write_cog
-from dsen2cr.scene.inputs import SceneInputs
-from dsen2cr.scene.pipeline import TileComputer, TileResult, run_tiles
+from dsen2cr.scaling import S2_BANDS, scaled_to_dn
+from dsen2cr.scene.cog import CogProfile, CogWriter
+from dsen2cr.scene.pipeline import TileResult
+from dsen2cr.scene.stages import StageClock
 
 OUTPUT_NODATA = 0
 """Nodata value of the predicted uint16 raster (valid predictions are clipped to >= 1 DN)."""
@@ -42,7 +39,8 @@ PREVIEW_SIZE = 1024
 
 
 def prediction_to_dn(pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Scaled prediction -> uint16 DN: x 2000, rounded, clipped to [1, 65535]; nodata 0.
+    """Scaled prediction -> the uint16 DN of the output files (:func:`~dsen2cr.scaling.scaled_to_dn`)
+    with nodata 0 where not ``valid``.
 
     Args:
         pred: (13, h, w) float prediction in the scaled domain.
@@ -51,7 +49,7 @@ def prediction_to_dn(pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
     Returns:
         (13, h, w) uint16 DN.
     """
-    dn = np.clip(np.rint(scaled_to_s2(pred.astype(np.float32))), 1, 65535).astype(np.uint16)
+    dn = scaled_to_dn(pred)
     dn[:, ~valid] = OUTPUT_NODATA
     return dn
 
@@ -79,6 +77,13 @@ class Counters:
         if mask is not None:
             self.cloud += int(np.count_nonzero((mask == 1) & s2ok))
             self.shadow += int(np.count_nonzero((mask == -1) & s2ok))
+
+    def merge(self, other: Counters) -> None:
+        """Add another core's counts."""
+        self.nodata += other.nodata
+        self.s2_valid += other.s2_valid
+        self.cloud += other.cloud
+        self.shadow += other.shadow
 
 
 class Preview:
@@ -135,48 +140,26 @@ class Preview:
         save_figure(fig, path)
 
 
-def stage_block(tile: int) -> int | None:
-    """A GeoTIFF block size that divides the core tile (so each block is written once)."""
-    for b in (512, 256, 128, 64, 32, 16):
-        if tile % b == 0:
-            return b
-    return None
+class SceneSink:
+    """Where the tiles of a scene go when it is written to files (thread-safe: the pipeline's
+    writer threads call it).
 
-
-def gtiff_profile(grid: Any, dtype: str, count: int, nodata: float, block: int | None) -> dict[str, Any]:
-    """Profile of a tiled staging GeoTIFF on ``grid`` (``height``, ``width``, ``crs``,
-    ``transform``)."""
-    profile: dict[str, Any] = {
-        "driver": "GTiff",
-        "dtype": dtype,
-        "count": count,
-        "width": grid.width,
-        "height": grid.height,
-        "nodata": nodata,
-        "tiled": True,
-        "blockxsize": block or 256,
-        "blockysize": block or 256,
-        "BIGTIFF": "IF_SAFER",
-    }
-    if block:  # each block is written exactly once: compress cheaply
-        profile.update(temporary_compression())
-    if grid.crs is not None:
-        profile["crs"] = grid.crs
-        profile["transform"] = grid.transform
-    return profile
-
-
-class SceneWriter:
-    """Staging GeoTIFFs of a scene's prediction and/or mask, turned into COGs at the end.
+    Each tile's prediction becomes uint16 DN with nodata where the output is not valid, its mask
+    int8 with nodata; both go to streaming COG writers (:class:`~dsen2cr.scene.cog.CogWriter`),
+    whose blocks are compressed in the calling thread as they complete. Pixel counts and the
+    decimated preview copies are kept on the way.
 
     Args:
         grid: the S2 grid (``height``, ``width``, ``crs``, ``transform``).
-        prediction: the final prediction file (its staging file is named after it), or None.
-        mask: the final mask file, or None.
-        tile: the core tile size (the staging block divides it when it can).
+        prediction: the file to write the prediction COG to (a staging path), or None.
+        mask: the file to write the mask COG to (a staging path), or None.
+        compress: COG compression.
+        tags: metadata of the prediction.
+        mask_tags: metadata of the mask.
         preview: keep decimated copies for :meth:`Preview.write`.
         with_sar: the preview shows SAR.
         with_mask: the tiles carry masks (for counts and the preview), even without ``mask``.
+        clock: counts ``convert``, ``encode``, ``overviews`` and ``layout`` seconds.
     """
 
     def __init__(
@@ -185,100 +168,93 @@ class SceneWriter:
         *,
         prediction: Path | None,
         mask: Path | None,
-        tile: int,
-        preview: bool = False,
-        with_sar: bool = False,
-        with_mask: bool = False,
-    ) -> None:
-        self.grid = grid
-        self.stage_prediction = staging_path(prediction, "stage") if prediction is not None else None
-        self.stage_mask = staging_path(mask, "stage") if mask is not None else None
-        self.block = stage_block(tile)
-        self.counters = Counters()
-        self.preview = Preview(grid.height, grid.width, with_sar, with_mask) if preview else None
-
-    @contextlib.contextmanager
-    def sink(self) -> Iterator[Callable[[TileResult], None]]:
-        """Open the staging files; yields ``write(result)`` (called by the writer thread)."""
-        with contextlib.ExitStack() as stack:
-            dst = mdst = None
-            if self.stage_prediction is not None:
-                profile = gtiff_profile(self.grid, "uint16", 13, OUTPUT_NODATA, self.block)
-                dst = stack.enter_context(rasterio.open(self.stage_prediction, "w", **profile))
-            if self.stage_mask is not None:
-                profile = gtiff_profile(self.grid, "int8", 1, MASK_NODATA, self.block)
-                mdst = stack.enter_context(rasterio.open(self.stage_mask, "w", **profile))
-
-            def write(r: TileResult) -> None:
-                win = r.tile.rio_core()
-                ok = r.ok
-                dn = None
-                if r.prediction is not None:
-                    dn = prediction_to_dn(r.prediction, ok)
-                    if dst is not None:
-                        dst.write(dn, window=win)
-                mm = mask_with_nodata(r) if r.mask is not None else None
-                if mdst is not None and mm is not None:
-                    mdst.write(mm[None], window=win)
-                self.counters.add(ok, r.valid, mm)
-                if self.preview is not None:
-                    self.preview.add(r, dn, mm)
-
-            yield write
-
-    def to_cog(
-        self,
-        prediction: Path | None,
-        mask: Path | None,
-        *,
         compress: str,
         tags: dict[str, str],
         mask_tags: dict[str, str],
+        preview: bool = False,
+        with_sar: bool = False,
+        with_mask: bool = False,
+        clock: StageClock | None = None,
     ) -> None:
-        """Describe the staging files and translate them into COGs at ``prediction``/``mask``."""
-        if self.stage_prediction is not None and prediction is not None:
-            with rasterio.open(self.stage_prediction, "r+") as dst:
-                for i, b in enumerate(S2_BANDS, start=1):
-                    dst.set_band_description(i, b)
-                dst.update_tags(**tags)
-            write_cog(self.stage_prediction, prediction, compress=compress, predictor=True,
-                      overviews="average", nodata=OUTPUT_NODATA)  # fmt: skip
-        if self.stage_mask is not None and mask is not None:
-            with rasterio.open(self.stage_mask, "r+") as mdst:
-                mdst.set_band_description(1, MASK_DESCRIPTION)
-                mdst.update_tags(**mask_tags)
-            write_cog(self.stage_mask, mask, compress=compress, overviews="mode",
-                      nodata=MASK_NODATA)  # fmt: skip
+        self.grid = grid
+        self.clock = clock or StageClock()
+        self.counters = Counters()
+        self._lock = threading.Lock()
+        self.preview = Preview(grid.height, grid.width, with_sar, with_mask) if preview else None
+        crs = grid.crs
+        geo = {"crs": crs, "transform": grid.transform} if crs is not None else {}
+        self.cogs: list[CogWriter] = []
+        self.prediction = self.mask = None
+        if prediction is not None:
+            self.prediction = CogWriter(prediction, grid.height, grid.width, CogProfile(
+                count=13, dtype="uint16", nodata=OUTPUT_NODATA, compress=compress, predictor=True,
+                overviews="average", tags=tags, descriptions=tuple(S2_BANDS), **geo))  # fmt: skip
+            self.cogs.append(self.prediction)
+        if mask is not None:
+            self.mask = CogWriter(mask, grid.height, grid.width, CogProfile(
+                count=1, dtype="int8", nodata=MASK_NODATA, compress=compress, overviews="mode",
+                tags=mask_tags, descriptions=(MASK_DESCRIPTION,), **geo))  # fmt: skip
+            self.cogs.append(self.mask)
 
-    def remove_staging(self) -> None:
-        """Delete the staging files (after :meth:`to_cog`, or after a failure)."""
-        for p in (self.stage_prediction, self.stage_mask):
-            if p is not None:
-                p.unlink(missing_ok=True)
+    def __call__(self, r: TileResult) -> None:
+        """Write one tile's core (see the class docs)."""
+        t0 = time.perf_counter()
+        ok = r.ok
+        dn = None
+        if r.prediction is not None or r.dn is not None:
+            dn = r.prediction_dn()
+            dn[:, ~ok] = OUTPUT_NODATA  # a fresh array, or the batch's own host copy
+        mm = mask_with_nodata(r) if r.mask is not None else None
+        counts = Counters()
+        counts.add(ok, r.valid, mm)
+        with self._lock:
+            self.counters.merge(counts)
+        if self.preview is not None:
+            self.preview.add(r, dn, mm)  # disjoint pixels per tile: no lock
+        self.clock.add("convert", time.perf_counter() - t0)
+        row, col = r.tile.core[:2]
+        if self.prediction is not None and dn is not None:
+            self.prediction.write(dn, row, col)
+        if self.mask is not None and mm is not None:
+            self.mask.write(mm[None], row, col)
+
+    def close(self) -> None:
+        """Lay out the COG files from their compressed blocks."""
+        for cog in self.cogs:
+            cog.close()
+        self._count_cog_seconds()
+
+    def abort(self) -> None:
+        """Remove the COG files and their staging files (after a failure)."""
+        for cog in self.cogs:
+            cog.abort()
+        self._count_cog_seconds()
+
+    def _count_cog_seconds(self) -> None:
+        for cog in self.cogs:
+            for stage, seconds in cog.seconds.items():
+                self.clock.add(stage, seconds)
+            cog.seconds = dict.fromkeys(cog.seconds, 0.0)
 
 
 class ArraySink:
-    """Collects a scene's results in memory: the prediction (scaled), its validity, the mask."""
+    """Collects a scene's results in memory: the prediction (scaled), its validity, the mask
+    (thread-safe: every tile writes its own pixels)."""
 
     def __init__(self, height: int, width: int, with_mask: bool) -> None:
         self.prediction = np.zeros((13, height, width), np.float32)
         self.valid = np.zeros((height, width), bool)
         self.mask = np.full((height, width), MASK_NODATA, np.int8) if with_mask else None
 
-    @contextlib.contextmanager
-    def sink(self) -> Iterator[Callable[[TileResult], None]]:
-        """Yields ``write(result)``."""
-
-        def write(r: TileResult) -> None:
-            rr, cc, hh, ww = r.tile.core
-            ok = r.ok
-            if r.prediction is not None:
-                self.prediction[:, rr : rr + hh, cc : cc + ww] = np.where(ok[None], r.prediction, np.float32(0))
-            self.valid[rr : rr + hh, cc : cc + ww] = ok
-            if self.mask is not None and r.mask is not None:
-                self.mask[rr : rr + hh, cc : cc + ww] = mask_with_nodata(r)
-
-        yield write
+    def __call__(self, r: TileResult) -> None:
+        """Keep one tile's core."""
+        rr, cc, hh, ww = r.tile.core
+        ok = r.ok
+        if r.prediction is not None:
+            self.prediction[:, rr : rr + hh, cc : cc + ww] = np.where(ok[None], r.prediction, np.float32(0))
+        self.valid[rr : rr + hh, cc : cc + ww] = ok
+        if self.mask is not None and r.mask is not None:
+            self.mask[rr : rr + hh, cc : cc + ww] = mask_with_nodata(r)
 
 
 def check_valid(counters: Counters, grid: Any, inputs: Any) -> None:
@@ -299,66 +275,3 @@ def check_valid(counters: Counters, grid: Any, inputs: Any) -> None:
             f"no valid S2 pixel of {grid.path} has valid S1 data from {s1} (S1 is nodata or NaN "
             "wherever the scenes overlap); nothing to write"
         )
-
-
-def write_scene(
-    grid: Any,
-    inputs: SceneInputs,
-    computer: TileComputer,
-    *,
-    out: Path | None,
-    mask_out: Path | None,
-    preview: Path | None,
-    tile: int,
-    batch: int,
-    readers: int | None,
-    compress: str,
-    tags: dict[str, str],
-    mask_tags: dict[str, str],
-    title: str,
-    progress: bool,
-) -> tuple[dict[str, Any], Counters]:
-    """Run a scene through the tiled pipeline into its output files (the one file path).
-
-    The prediction (``out``), the mask (``mask_out``) and the ``preview`` PNG each appear only
-    when complete; on any failure or interrupt none of them (and no staging file) is left.
-
-    Args:
-        grid: the S2 grid (``height``, ``width``, ``crs``, ``transform``).
-        inputs: the scene's inputs.
-        computer: the network and/or the mask.
-        out: the prediction COG, or None.
-        mask_out: the mask COG, or None.
-        preview: the preview PNG, or None.
-        tile: core tile size.
-        batch: tiles per batch.
-        readers: reader threads (None: the pipeline's default).
-        compress: COG compression.
-        tags: metadata of the prediction.
-        mask_tags: metadata of the mask.
-        title: the preview's title.
-        progress: show a progress bar.
-
-    Returns:
-        ``(timing, counters)``: :func:`~dsen2cr.scene.pipeline.run_tiles`'s timing plus
-        ``cog_seconds``, and the pixel counts.
-    """
-    writer = SceneWriter(grid, prediction=out, mask=mask_out, tile=tile,
-                         preview=preview is not None, with_sar=getattr(inputs, "s1", None) is not None,
-                         with_mask=computer.mask is not None)  # fmt: skip
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(bounded_gdal())
-        tmp_out = stack.enter_context(atomic_output(out)) if out is not None else None
-        tmp_mask = stack.enter_context(atomic_output(mask_out)) if mask_out is not None else None
-        try:
-            timing = run_tiles(inputs, computer, writer.sink, tile=tile, batch=batch,
-                               readers=readers, progress=progress, desc=title)  # fmt: skip
-            check_valid(writer.counters, grid, inputs)
-            t_cog = time.perf_counter()
-            writer.to_cog(tmp_out, tmp_mask, compress=compress, tags=tags, mask_tags=mask_tags)
-            timing["cog_seconds"] = time.perf_counter() - t_cog
-        finally:
-            writer.remove_staging()
-    if preview is not None and writer.preview is not None:
-        writer.preview.write(preview, title)
-    return timing, writer.counters

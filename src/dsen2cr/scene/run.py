@@ -1,0 +1,331 @@
+"""One scene run: the one home of ``predict``, ``mask``, batch prediction and ``evaluate --scenes``.
+
+:func:`run_scene` opens a scene's inputs (:mod:`dsen2cr.scene.sentinel2`, S1 on its grid by
+:mod:`dsen2cr.scene.sentinel1`), checks them, computes the cloud mask's scene-wide statistics
+when a mask is asked for, runs the tiles through the pipeline (:mod:`dsen2cr.scene.pipeline`)
+into the file sink (:mod:`dsen2cr.scene.writers`), lays out the COGs, renames every output into
+place only when all are complete, and returns one summary with the time of every stage.
+:class:`PredictOptions` are its options, :func:`prediction_tags` and :func:`mask_tags` the
+metadata its outputs carry. ``dsen2cr predict`` (:func:`dsen2cr.scene.predict`), ``dsen2cr
+mask`` (:func:`dsen2cr.scene.mask_scene`), batches (:func:`dsen2cr.scene.predict_batch`) and
+``evaluate --scenes`` are thin faces over it, each passing a network loaded once
+(:func:`dsen2cr.scene.network.load_network`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dsen2cr import __version__
+from dsen2cr.cloudmask import DEFAULT_THRESHOLD
+from dsen2cr.errors import DSen2CRError, OptionError
+from dsen2cr.io import atomic_output, bounded_gdal, cpu_count, guard_outputs
+from dsen2cr.performance import SpeedOptions, check_precision, resolve_device, resolve_precision
+from dsen2cr.scene.cog import COMPRESSIONS
+from dsen2cr.scene.inputs import FileInputs, SceneInputs, scene_shadow_statistics
+from dsen2cr.scene.network import LoadedNetwork
+from dsen2cr.scene.pipeline import MaskSpec, TileComputer, run_tiles
+from dsen2cr.scene.sentinel1 import S1Source, implausible_s1, open_s1
+from dsen2cr.scene.sentinel2 import S2Scene, implausible_s2, open_s2
+from dsen2cr.scene.stages import StageClock
+from dsen2cr.scene.writers import MASK_VALUES, SceneSink, check_valid
+
+log = logging.getLogger(__name__)
+
+MIN_TILE = 16
+"""Smallest core tile size."""
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How a scene is predicted (``dsen2cr predict``'s options; ``dsen2cr mask`` uses the
+    tiling, device, threshold, compression, thread and progress ones).
+
+    Attributes:
+        tile: core tile size in pixels; the network sees ``tile + 2 halo`` pixels per tile
+            (halo = receptive field 2B + 2, at least the mask's 7).
+        batch: tiles per forward pass (None: 4 on CUDA, 1 on CPU).
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        precision: ``"fp32"`` (IEEE), ``"tf32"`` (CUDA) or ``"bf16"``; None: the device's
+            default (:func:`~dsen2cr.performance.default_precision`: tf32 on CUDA, fp32 on CPU).
+        threshold: cloud threshold of the mask.
+        compress: compression of the outputs (``DEFLATE``, ``ZSTD``, ``LZW``, ``NONE``).
+        s1_linear: S1 holds linear power instead of dB (converted with 10 log10).
+        readers: threads reading the inputs, each with its own GDAL handles (None: 1 on CPU,
+            where the network needs the cores; on CUDA a quarter of the CPU cores, 1 to 4).
+        threads: CPU threads of each stage that can use many: GDAL's decoding and S1 warping
+            threads per reader, and the writer threads that convert, mask (CPU) and compress
+            (None: every core this process may use).
+        speed: memory format and compilation of the network (:class:`SpeedOptions`).
+        progress: show a progress bar (tiles/s) when stderr is a terminal.
+    """
+
+    tile: int = 512
+    batch: int | None = None
+    device: str = "auto"
+    precision: str | None = None
+    threshold: float = DEFAULT_THRESHOLD
+    compress: str = "DEFLATE"
+    s1_linear: bool = False
+    readers: int | None = None
+    threads: int | None = None
+    speed: SpeedOptions = field(default_factory=SpeedOptions)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        def positive(name: str, value: Any, low: int = 1) -> None:
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+                raise OptionError(name, f"must be an integer >= {low}, got {value!r}")
+
+        positive("tile", self.tile, MIN_TILE)
+        if self.tile is None:
+            raise OptionError("tile", f"must be an integer >= {MIN_TILE}, got None")
+        positive("batch", self.batch)
+        positive("readers", self.readers)
+        positive("threads", self.threads)
+        if self.precision is not None:
+            check_precision(self.precision)
+        if not isinstance(self.threshold, (int, float)) or not math.isfinite(self.threshold):
+            raise OptionError("threshold", f"must be a finite number, got {self.threshold!r}")
+        compress = str(self.compress).upper()
+        if compress not in COMPRESSIONS:
+            raise OptionError("compress", f"must be one of {', '.join(COMPRESSIONS)}, got {self.compress!r}")
+        object.__setattr__(self, "compress", compress)
+
+    def precision_on(self, device: torch.device) -> str:
+        """The precision on ``device``: :attr:`precision` or the device's default."""
+        return resolve_precision(self.precision, device)
+
+    def fingerprint(self, device: torch.device) -> dict[str, Any]:
+        """The options that define an output file, recorded in it (``DSEN2CR_OPTIONS``).
+
+        A batch skips a scene whose output has the same fingerprint (and weights and inputs):
+        ``tile``, ``precision`` (as run on ``device``), ``threshold``, ``compress`` and
+        ``s1_linear``. The options that only change the speed (``batch``, ``device``,
+        ``readers``, ``threads``, ``speed``, ``progress``) are not part of it.
+        """
+        return {"tile": self.tile, "precision": self.precision_on(device),
+                "threshold": float(self.threshold), "compress": self.compress,
+                "s1_linear": self.s1_linear}  # fmt: skip
+
+    def batch_for(self, device: torch.device) -> int:
+        """The batch size on ``device`` (:attr:`batch`, or its default)."""
+        return self.batch or (4 if device.type == "cuda" else 1)
+
+    def threads_here(self) -> int:
+        """:attr:`threads`, or every core this process may use."""
+        return self.threads or cpu_count()
+
+
+@dataclass(frozen=True)
+class SceneOutputs:
+    """The files of one scene run (None: not written).
+
+    Attributes:
+        out: the prediction COG (13 bands uint16 DN).
+        mask_out: the cloud/shadow mask COG (int8).
+        preview: the PNG preview.
+    """
+
+    out: Path | None = None
+    mask_out: Path | None = None
+    preview: Path | None = None
+
+    @classmethod
+    def of(cls, out: Any = None, mask_out: Any = None, preview: Any = None) -> SceneOutputs:
+        """From paths or None."""
+        def p(x: Any) -> Path | None:
+            return Path(x) if x is not None else None
+
+        return cls(p(out), p(mask_out), p(preview))
+
+
+def check_outputs(outputs: SceneOutputs, inputs: list[Any], overwrite: bool) -> None:
+    """Refuse outputs that exist (unless ``overwrite``), are inputs or collide
+    (:func:`dsen2cr.io.guard_outputs`), before anything is read or written."""
+    guard_outputs({"out": outputs.out, "mask_out": outputs.mask_out, "preview": outputs.preview},
+                  inputs, overwrite=overwrite)  # fmt: skip
+
+
+def prediction_tags(scene: S2Scene, s1: S1Source | None, network: LoadedNetwork,
+                    options: PredictOptions) -> dict[str, str]:  # fmt: skip
+    """The metadata a prediction COG carries (version, weights, model, inputs, units, options)."""
+    precision = options.precision_on(network.device)
+    tags = {
+        "DSEN2CR_VERSION": __version__,
+        "DSEN2CR_WEIGHTS": network.name,
+        "DSEN2CR_MODEL": json.dumps(network.config),
+        "DSEN2CR_S2": str(scene.path),
+        "DSEN2CR_S1": str(s1.path) if s1 is not None else "",
+        "DSEN2CR_UNITS": "DN: L1C top-of-atmosphere reflectance x 10000 (prediction x 2000); "
+        "0 = nodata",
+        "DSEN2CR_WEIGHTS_SHA256": network.digest,
+        "DSEN2CR_OPTIONS": json.dumps(options.fingerprint(network.device), sort_keys=True),
+        "DSEN2CR_TILE": str(options.tile),
+        "DSEN2CR_PRECISION": precision,
+    }
+    if scene.baseline is not None:
+        tags["DSEN2CR_S2_BASELINE"] = scene.baseline
+    return tags
+
+
+def mask_tags(scene: S2Scene, threshold: float) -> dict[str, str]:
+    """The metadata a mask COG carries (the same for ``predict --mask-out`` and ``mask``)."""
+    return {
+        "DSEN2CR_VERSION": __version__,
+        "DSEN2CR_S2": str(scene.path),
+        "DSEN2CR_THRESHOLD": str(threshold),
+        "DSEN2CR_VALUES": MASK_VALUES,
+    }
+
+
+def mask_spec(inputs: SceneInputs, threshold: float) -> MaskSpec:
+    """The mask of a scene: its threshold and scene-wide shadow statistics (valid pixels)."""
+    return MaskSpec(threshold, scene_shadow_statistics(inputs))
+
+
+def open_inputs(s2: str | os.PathLike[str], s1: str | os.PathLike[str] | None,
+                network: LoadedNetwork | None, options: PredictOptions) -> tuple[S2Scene, S1Source | None]:  # fmt: skip
+    """Open and check a scene's inputs: S2, and S1 on its grid when the network uses SAR.
+
+    Implausible inputs (8-bit or reflectance-valued S2, S1 in the wrong unit) are logged as one
+    ``warning:`` line each; S1 given to a network without SAR is ignored with a note.
+
+    Raises:
+        DSen2CRError: a missing or unreadable input, SAR weights without S1, S1 not overlapping.
+    """
+    scene = open_s2(s2)
+    s1src = None
+    if network is not None and network.uses_sar:
+        if s1 is None:
+            raise DSen2CRError("the weights use SAR (sar_channels=2): give the Sentinel-1 image (s1)")
+        s1src = open_s1(s1, scene, linear=options.s1_linear)
+    for warning in implausible_s2(scene) + (implausible_s1(s1src) if s1src else []):
+        log.warning("warning: %s", warning)
+    if network is not None and s1src is None and s1 is not None:
+        log.warning("note: the weights do not use SAR; ignoring the S1 input %s", s1)
+    return scene, s1src
+
+
+def run_scene(
+    s2: str | os.PathLike[str],
+    s1: str | os.PathLike[str] | None,
+    network: LoadedNetwork | None,
+    outputs: SceneOutputs,
+    options: PredictOptions,
+    *,
+    overwrite: bool = False,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """Run one scene into its files (see the module docs).
+
+    Args:
+        s2: cloudy Sentinel-2 L1C (13-band GeoTIFF in DN, ``.SAFE`` folder or ``.zip``).
+        s1: Sentinel-1 VV/VH in dB (or linear with ``options.s1_linear``), for SAR networks.
+        network: the network (None: the cloud mask alone).
+        outputs: the files to write; every one appears only when all are complete, and none
+            (nor any staging file) is left after a failure or an interrupt.
+        options: tiling, device, precision, threads, ...
+        overwrite: replace outputs that exist (else they are an error). An output that is an
+            input, or another output, is always refused.
+        title: label of the progress bar and the preview (default: the scene's name).
+
+    Returns:
+        The summary: inputs, outputs, grid, device, precision, tiling, pixel fractions and
+        timing: ``seconds`` (the mask statistics pass and the tile loop), ``cog_seconds`` (laying
+        out the COGs after the last tile), ``startup_seconds`` (opening and checking inputs
+        before the first tile), ``wall_seconds`` (the whole run), ``stages`` (seconds per stage
+        summed over threads, :data:`~dsen2cr.scene.stages.STAGES`), ``megapixels_per_s``.
+
+    Raises:
+        DSen2CRError: bad inputs or options, outputs that exist or are inputs, a result without
+            a single valid pixel.
+    """
+    t_start = time.perf_counter()
+    check_outputs(outputs, [s2, s1, network.path if network is not None else None], overwrite)
+    scene, s1src = open_inputs(s2, s1, network, options)
+    dev = network.device if network is not None else resolve_device(options.device)
+    precision = options.precision_on(dev) if network is not None else "fp32"
+    threads = options.threads_here()
+    clock = StageClock()
+    inputs = FileInputs(scene, s1src, threads=threads)
+    want_mask = outputs.mask_out is not None or outputs.preview is not None or network is None
+    batch = options.batch_for(dev)
+    with bounded_gdal(threads), contextlib.ExitStack() as stack:
+        mask = None
+        if want_mask:
+            with clock.time("statistics"):
+                mask = mask_spec(inputs, options.threshold)
+        compiled = network is not None and network.speed.compile  # one input shape per process
+        computer = TileComputer(network, dev, precision, mask, pad_batch=batch if compiled else None, dn=True)
+        # every output is renamed into place when the block ends without an error
+        tmp = {k: stack.enter_context(atomic_output(p)) if p is not None else None
+               for k, p in (("out", outputs.out), ("mask", outputs.mask_out),
+                            ("preview", outputs.preview))}  # fmt: skip
+        sink = SceneSink(
+            scene, prediction=tmp["out"], mask=tmp["mask"], compress=options.compress,
+            tags=prediction_tags(scene, s1src, network, options) if network is not None else {},
+            mask_tags=mask_tags(scene, options.threshold), preview=outputs.preview is not None,
+            with_sar=s1src is not None, with_mask=mask is not None, clock=clock,
+        )  # fmt: skip
+        t_loop = time.perf_counter()
+        try:
+            timing = run_tiles(inputs, computer, sink, tile=options.tile, batch=batch,
+                               readers=options.readers, workers=threads, clock=clock,
+                               progress=options.progress, desc=title or scene.name)  # fmt: skip
+            check_valid(sink.counters, scene, inputs)
+            t_cog = time.perf_counter()
+            sink.close()
+        except BaseException:
+            sink.abort()
+            raise
+        cog_seconds = time.perf_counter() - t_cog
+        if tmp["preview"] is not None and sink.preview is not None:
+            sink.preview.write(tmp["preview"], title or scene.name)
+    counters = sink.counters
+    n = scene.height * scene.width
+    stats_seconds = clock.seconds().get("statistics", 0.0)
+    loop = timing["seconds"] + stats_seconds
+    summary: dict[str, Any] = {
+        "s2": str(scene.path),
+        "s1": str(s1src.path) if s1src is not None else None,
+        "out": _str(outputs.out),
+        "mask_out": _str(outputs.mask_out),
+        "preview": _str(outputs.preview),
+        "width": scene.width,
+        "height": scene.height,
+        "crs": str(scene.crs) if scene.crs is not None else None,
+        "device": str(dev),
+        "precision": precision if network is not None else None,
+        "batch": batch,
+        "threads": threads,
+        **timing,
+        "seconds": loop,
+        "tiles_per_s": timing["tiles"] / loop if loop > 0 else float("inf"),
+        "megapixels_per_s": n / 1e6 / loop if loop > 0 else 0.0,
+        "statistics_seconds": stats_seconds,
+        "cog_seconds": cog_seconds,
+        "startup_seconds": t_loop - t_start - stats_seconds,
+        "wall_seconds": time.perf_counter() - t_start,
+        "stages": clock.seconds(),
+        "nodata_fraction": counters.nodata / n,
+    }
+    if mask is not None:
+        summary["cloud_fraction"] = counters.cloud / n
+        summary["shadow_fraction"] = counters.shadow / n
+        summary["clear_fraction"] = (n - counters.nodata - counters.cloud - counters.shadow) / n
+    return summary
+
+
+def _str(p: Path | None) -> str | None:
+    return str(p) if p is not None else None

@@ -41,8 +41,9 @@ bench: install
 	$(BIN)/python benchmarks/bench_dataloading.py
 	$(BIN)/python benchmarks/bench_predict.py --device cpu --size 2048 --features 32 --blocks 4
 
-# Every GPU figure in one run on a bare GPU machine without network (about 8 minutes at most):
-# CUDA-only tests, benchmark --ladder, the 10980^2 tile, bf16 on real patches. Runs with the
+# Every GPU figure in one run on a bare GPU machine without network (about 9 minutes at most):
+# CUDA-only tests, the 10980^2 tile with predict's defaults and in bf16 (GPU busy fraction),
+# the io and compile sections, bf16 / TF32 error on real patches, benchmark --ladder. Runs with the
 # machine's own python3 (GPU_CHECK_PYTHON); installs missing modules from .whl/ only.
 # `make gpu-check GPU_CHECK_DEVICE=cpu GPU_CHECK_PYTHON=.venv/bin/python` tests it on a CPU.
 GPU_CHECK_OUT    ?= gpu_check_out
@@ -55,7 +56,7 @@ gpu-check:
 # Where PyPI is reachable: the wheels the GPU machine lacks (its Python 3.12, manylinux x86-64)
 # into .whl/, and the real S1 / cloudy S2 patches of the bf16 check into .gpu_check_data/
 # (both ignored by git; carry them to the GPU machine).
-GPU_WHEELS ?= rasterio==1.4.4 affine==3.0.1 cligj==0.7.2 click-plugins==1.1.1.2
+GPU_WHEELS ?= rasterio==1.4.4 affine==3.0.1 cligj==0.7.2 click-plugins==1.1.1.2 nvidia-ml-py==13.615.71
 REALDATA   ?= ../shared/realdata/sen12mscr_triplets
 gpu-check-prepare: install
 	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \

@@ -44,9 +44,11 @@ from dsen2cr.errors import DataError, OptionError, OutputExistsError
 
 PathLike = str | os.PathLike[str]
 
-GDAL_CACHEMAX_MB = 256
+GDAL_CACHEMAX_MB = 64
 """GDAL block cache (MiB) of a run over a whole scene when the environment does not set
-GDAL_CACHEMAX."""
+GDAL_CACHEMAX. Scene runs decode each block once (row chunks) and encode each output block once,
+so a larger cache buys nothing: on a 4096 x 4096 scene, 256 MiB gave the same speed (``dsen2cr
+mask`` 1.01x, the ``io`` benchmark 0.97x) with 200 MB more peak memory."""
 
 
 # --------------------------------------------------------------------------- staging files

@@ -95,18 +95,27 @@ def _float(x: Any) -> Any:
     return x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float32)
 
 
-def s2_to_scaled(dn: Array) -> Array:
+def s2_to_scaled(dn: Array, channels_last: bool = False) -> Array:
     """Sentinel-2 DN -> network input: clip to [0, 10000], divide by 2000.
 
     Args:
         dn: (..., 13, H, W) digital numbers (any numeric dtype).
+        channels_last: for a (B, 13, H, W) tensor, give the result in NHWC memory (written so
+            by the clip itself: one pass over the batch less than converting afterwards).
 
     Returns:
         Float array of the same shape in the scaled domain [0, 5].
     """
-    x = _float(dn).clip(0.0, S2_MAX_DN)
-    x /= S2_SCALE  # in place: clip made a new array (one pass over the tile less)
-    return x
+    x = _float(dn)
+    if channels_last and is_tensor(x) and x.ndim == 4:
+        import torch
+
+        out: Any = torch.empty_like(x, memory_format=torch.channels_last)
+        torch.clamp(x, 0.0, S2_MAX_DN, out=out)
+    else:
+        out = x.clip(0.0, S2_MAX_DN)
+    out /= S2_SCALE  # in place: the clip made a new array (one pass over the tile less)
+    return out
 
 
 def scaled_to_s2(scaled: Array) -> Array:

@@ -501,3 +501,46 @@ def test_identity_network_gives_back_the_input(tmp_path, small, write_raster):
     assert res["halo"] == 34
     with rasterio.open(tmp_path / "o.tif") as ds:
         np.testing.assert_array_equal(ds.read(), np.clip(s2, 1, 10000))
+
+
+def test_dn_made_on_the_device_gives_the_same_file(tmp_path, small, write_raster, monkeypatch):
+    """The CUDA path's DN conversion on the device (here forced on the CPU) writes the same
+    bytes as the conversion in the writer threads."""
+    import dsen2cr.scene.pipeline as pipeline
+
+    write_raster(tmp_path / "s2.tif", small["s2_cloudy"])
+    write_raster(tmp_path / "s1.tif", small["s1"])
+    model = tiny_model()
+    kw = {"options": cpu(tile=64, batch=3)}
+    predict(tmp_path / "s2.tif", model, tmp_path / "host.tif", tmp_path / "s1.tif", **kw)
+    made = []
+    original = pipeline.TileComputer.__init__
+
+    def on_device(self, *a, **k):
+        original(self, *a, **k)
+        self.dn_on_device = bool(k.get("dn"))
+        made.append(self.dn_on_device)
+
+    monkeypatch.setattr(pipeline.TileComputer, "__init__", on_device)
+    predict(tmp_path / "s2.tif", model, tmp_path / "device.tif", tmp_path / "s1.tif", **kw)
+    assert made == [True]
+    assert (tmp_path / "host.tif").read_bytes() == (tmp_path / "device.tif").read_bytes()
+
+
+@needs_cuda
+def test_cuda_file_prediction_matches_cpu(tmp_path, small, write_raster):
+    """On CUDA (fp32), DN are made on the device: the same as the CPU's up to the float
+    round-off of the convolutions (a 1 DN rounding step in rare pixels)."""
+    from dsen2cr.scaling import scaled_to_dn
+
+    x = torch.rand(2, 13, 64, 64) * 3
+    np.testing.assert_array_equal(scaled_to_dn(x.cuda()).cpu().numpy(), scaled_to_dn(x.numpy()))
+    write_raster(tmp_path / "s2.tif", small["s2_cloudy"])
+    write_raster(tmp_path / "s1.tif", small["s1"])
+    out = {}
+    for dev in ("cpu", "cuda"):
+        predict(tmp_path / "s2.tif", tiny_model(), tmp_path / f"{dev}.tif", tmp_path / "s1.tif",
+                options=PredictOptions(device=dev, precision="fp32", tile=64, progress=False))
+        with rasterio.open(tmp_path / f"{dev}.tif") as ds:
+            out[dev] = ds.read().astype(int)
+    assert np.abs(out["cpu"] - out["cuda"]).max() <= 1

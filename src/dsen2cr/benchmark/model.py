@@ -40,6 +40,7 @@ from dsen2cr.performance import (
     SpeedOptions,
     autocast,
     conv_flops_per_pixel,
+    precision_mode,
     prepare_model,
     to_memory_format,
 )
@@ -229,8 +230,8 @@ def bench_bf16(
 
     For each ``*_s2_cloudy.tif`` (13 bands DN) with its ``*_s1.tif`` (VV, VH dB) in ``realdata``
     (sorted by name; the first ``max_patches``; the centre ``crop x crop`` when given), the model
-    runs once in float32 (on CUDA with TF32 convolutions off) and once under bf16 autocast; the
-    difference of the predictions is taken in reflectance (scaled x 0.2).
+    runs once in IEEE float32 (TF32 off) and once under bf16 autocast (on CUDA also in TF32); the
+    differences of the predictions are taken in reflectance (scaled x 0.2).
 
     Args:
         device: where to run.
@@ -245,8 +246,8 @@ def bench_bf16(
 
     Returns:
         ``{"mae_reflectance" (mean over patches of the mean |bf16 - fp32|), "max_abs_reflectance",
-        "patches", "within_1e-2", "per_patch", ...}``, or ``{"skipped": reason}`` when the folder
-        or its patches are absent.
+        "patches", "within_1e-2", "tf32" (the same for TF32, CUDA), "per_patch", ...}``, or
+        ``{"skipped": reason}`` when the folder or its patches are absent.
     """
     if realdata is None:
         return {"skipped": "no folder of real patches given (realdata, --realdata DIR)"}
@@ -269,6 +270,8 @@ def bench_bf16(
     per_patch: list[dict[str, Any]] = []
     maes: list[float] = []
     maxes: list[float] = []
+    tf32_maes: list[float] = []
+    tf32_maxes: list[float] = []
     for s2_path in files:
         pid = s2_path.name.removesuffix("_s2_cloudy.tif")
         s1_path = s2_path.with_name(f"{pid}_s1.tif")
@@ -284,21 +287,23 @@ def bench_bf16(
         sar = torch.nan_to_num(s1_to_scaled(torch.from_numpy(s1)), nan=0.0)[None].to(device)
         sar = to_memory_format(sar, channels_last)
         with torch.inference_mode():
-            old_tf32 = torch.backends.cudnn.allow_tf32
-            torch.backends.cudnn.allow_tf32 = False
-            try:
+            with precision_mode(device, "fp32"):
                 ref = model(optical, sar).float()
-            finally:
-                torch.backends.cudnn.allow_tf32 = old_tf32
-            with autocast(device, "bf16"):
+            with precision_mode(device, "bf16"):
                 low = model(optical, sar).float()
             diff = scaled_to_reflectance((low - ref).abs())
             mae, mx = float(diff.mean()), float(diff.max())
+            if cuda:
+                with precision_mode(device, "tf32"):
+                    d32 = scaled_to_reflectance((model(optical, sar).float() - ref).abs())
+                tf32_maes.append(float(d32.mean()))
+                tf32_maxes.append(float(d32.max()))
         maes.append(mae)
         maxes.append(mx)
         per_patch.append({
             "id": pid, "size": list(s2.shape[1:]),
             "mae_reflectance": sig(mae, 4), "max_abs_reflectance": sig(mx, 4),
+            **({"tf32_mae_reflectance": sig(tf32_maes[-1], 4)} if cuda else {}),
         })  # fmt: skip
     mae = statistics.fmean(maes)
     return {
@@ -311,8 +316,73 @@ def bench_bf16(
         "max_abs_reflectance": sig(max(maxes), 4),
         "limit": BF16_MAE_LIMIT,
         "within_1e-2": bool(mae <= BF16_MAE_LIMIT),
+        "tf32": _tf32_errors(tf32_maes, tf32_maxes) if cuda else "CUDA only",
         "per_patch": per_patch,
     }
+
+
+def _tf32_errors(maes: list[float], maxes: list[float]) -> dict[str, Any]:
+    return {"mae_reflectance": sig(statistics.fmean(maes), 4), "max_abs_reflectance": sig(max(maxes), 4)}
+
+
+def bench_compile(
+    device: torch.device,
+    settings: RunSettings,
+    *,
+    window: int,
+    batches: Sequence[int] = (1, 4),
+    repeats: int = 3,
+    features: int = 256,
+    blocks: int = 16,
+) -> dict[str, Any]:
+    """Whether ``torch.compile`` pays for a scene: compile time against the time it saves.
+
+    For each batch size, the network runs on batches of ``window x window`` tile windows (what
+    ``predict`` feeds it: a 512 tile plus the halo on each side) eager, then compiled: the first
+    compiled call's extra time is the compile time, the medians of the following calls the
+    gain. ``break_even_tiles`` = compile seconds / seconds saved per tile; a 10980 x 10980
+    Sentinel-2 tile has 484 tiles of 512.
+
+    Returns:
+        ``window``, ``tiles_per_10980_scene`` and per batch size ``eager_seconds_per_tile``,
+        ``compiled_seconds_per_tile``, ``compile_seconds``, ``speedup``, ``break_even_tiles``,
+        ``pays_for_a_10980_scene``.
+    """
+    fpp = conv_flops_per_pixel(make_model(features, blocks))
+    rows = []
+    for b in batches:
+        gen = torch.Generator().manual_seed(1)
+        optical = to_memory_format((torch.rand(b, 13, window, window, generator=gen) * 1.5).to(device),
+                                   settings.speed.channels_last)  # fmt: skip
+        sar = to_memory_format((torch.rand(b, 2, window, window, generator=gen) * 2).to(device),
+                               settings.speed.channels_last)  # fmt: skip
+        row: dict[str, Any] = {"batch": b}
+        times = {}
+        for compiled in (False, True):
+            model = make_model(features, blocks).eval()
+            speed = dataclasses.replace(settings.speed, compile=compiled)
+            with cudnn_benchmark(device, settings.cudnn_benchmark), torch.inference_mode(), \
+                 precision_mode(device, settings.precision):  # fmt: skip
+                prepare_model(model, device, speed)
+                r = timed_loop(lambda m=model, x=optical, y=sar: m(x, y), device, 1, repeats)  # type: ignore[misc]
+            times[compiled] = (r["warmup_seconds"], r["median"])
+            if compiled:
+                torch._dynamo.reset()
+            free(device)
+        (eager_first, eager), (compiled_first, fast) = times[False], times[True]
+        compile_s = max(0.0, compiled_first - eager_first)
+        saved = (eager - fast) / b
+        row.update(
+            eager_seconds_per_tile=sig(eager / b, 4), compiled_seconds_per_tile=sig(fast / b, 4),
+            compile_seconds=sig(compile_s, 4), speedup=sig(eager / fast, 4),
+            eager_tflops=sig(fpp * b * window**2 / eager / 1e12, 4),
+            compiled_tflops=sig(fpp * b * window**2 / fast / 1e12, 4),
+            break_even_tiles=sig(compile_s / saved, 4) if saved > 0 else None,
+            pays_for_a_10980_scene=bool(saved > 0 and compile_s / saved < 484),
+        )  # fmt: skip
+        rows.append(row)
+    return {"window": window, "tiles_per_10980_scene": 484, "precision": settings.precision,
+            "batches": rows}  # fmt: skip
 
 
 def ladder_rungs(device_type: str) -> list[tuple[str, RunSettings]]:

@@ -17,8 +17,10 @@ CUDA, fp32 on CPU by default), and returns one JSON-serialisable dict:
 - ``io`` (when asked): the same path with the network replaced by an identity of the same
   tiling, per thread count, against GDAL's own COG translation of the same input
   (:func:`dsen2cr.benchmark.io.bench_io`);
-- ``bf16``: correctness of bf16 autocast against float32 on real SEN12MS-CR patches: mean
-  absolute difference in reflectance (target: <= 1e-2);
+- ``compile`` (when asked): ``torch.compile``'s compile time against the time it saves per
+  tile window, for one tile and a batch (:func:`dsen2cr.benchmark.model.bench_compile`);
+- ``bf16``: correctness of bf16 autocast (and on CUDA of TF32) against IEEE float32 on real
+  SEN12MS-CR patches: mean absolute difference in reflectance (target: <= 1e-2);
 - ``ladder`` (when asked): what each optimisation gains, one change at a time, for ``infer`` and
   ``train``: fp32 NCHW -> +channels_last -> +bf16 autocast -> +cudnn.benchmark (CUDA) ->
   +torch.compile.
@@ -52,7 +54,13 @@ import numpy as np
 import torch
 
 from dsen2cr.benchmark.io import bench_io
-from dsen2cr.benchmark.model import bench_bf16, bench_infer, bench_ladder, bench_train
+from dsen2cr.benchmark.model import (
+    bench_bf16,
+    bench_compile,
+    bench_infer,
+    bench_ladder,
+    bench_train,
+)
 from dsen2cr.benchmark.scene import bench_scene, make_inputs
 from dsen2cr.benchmark.timing import (
     WEIGHTS_SEED,
@@ -73,10 +81,10 @@ from dsen2cr.performance import (
     resolve_precision,
 )
 
-SECTIONS: tuple[str, ...] = ("peak", "infer", "train", "scene", "io", "bf16")
+SECTIONS: tuple[str, ...] = ("peak", "infer", "train", "scene", "io", "compile", "bf16")
 """Every section, in the order they run."""
 DEFAULT_SECTIONS: tuple[str, ...] = ("peak", "infer", "train", "scene", "bf16")
-"""The sections of a default run (``io`` runs when asked for)."""
+"""The sections of a default run (``io`` and ``compile`` run when asked for)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,8 @@ _SUMMARIES: dict[str, Callable[[dict[str, Any]], str]] = {
     "train": lambda r: f"{r['crops_per_s']} crops/s, {r['tflops']} TFLOP/s, mfu {r['mfu']}",
     "scene": lambda r: f"{r['megapixels_per_s']} MP/s on {r['size']}^2 (wall {r['wall_seconds']} s)",
     "io": lambda r: f"{r['megapixels_per_s']} MP/s by threads, {r['ratio_to_gdal']} x GDAL's COG",
+    "compile": lambda r: ", ".join(f"batch {b['batch']}: x{b['speedup']} after {b['compile_seconds']} s"
+                                   for b in r["batches"]),
     "bf16": lambda r: r.get("skipped") or f"MAE {r['mae_reflectance']} over {r['patches']} patches",
     "ladder": lambda r: f"{len(r['rungs'])} rungs",
 }
@@ -175,14 +185,15 @@ def _parse_sections(sections: Sequence[str]) -> list[str]:
 
 
 def _run_io(dev: torch.device, size: int, threads: Sequence[int] | None,
-            inputs_dir: str | os.PathLike[str] | None) -> dict[str, Any]:  # fmt: skip
+            inputs_dir: str | os.PathLike[str] | None, pairs: int) -> dict[str, Any]:  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="dsen2cr-benchmark-") as tmp:
         folder = Path(inputs_dir) if inputs_dir else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         s2, s1 = make_inputs(folder, size)
         gen = time.perf_counter() - t0
-        result = bench_io(dev, s2, s1, Path(tmp), threads=list(threads) if threads else None)
+        result = bench_io(dev, s2, s1, Path(tmp), threads=list(threads) if threads else None,
+                          pairs=pairs)  # fmt: skip
     result["input_generation_seconds"] = sig(gen, 3)
     return result
 
@@ -356,7 +367,11 @@ def run_benchmark(
             readers=readers, precision=scene_precision, inputs_dir=inputs_dir, **model_kw,
         ))  # fmt: skip
     if "io" in names:
-        run("io", partial(_run_io, dev, sizes.io_size, io_threads, inputs_dir))
+        run("io", partial(_run_io, dev, sizes.io_size, io_threads, inputs_dir, 1 if quick else 3))
+    if "compile" in names:
+        window = min(sizes.scene_size, sizes.scene_tile) + 2 * (2 * blocks + 2)
+        run("compile", partial(bench_compile, dev, settings, window=window,
+                               repeats=2 if quick else 5, features=features, blocks=blocks))  # fmt: skip
     if "bf16" in names:
         run("bf16", partial(
             bench_bf16, dev, realdata=realdata, crop=sizes.bf16_crop,

@@ -39,7 +39,7 @@ def make_inputs(folder: str | os.PathLike[str], size: int, seed: int = 0) -> tup
     (their size and seed are in their metadata).
 
     Args:
-        folder: existing output folder.
+        folder: output folder (created if needed).
         size: scene side in pixels.
         seed: seed of the synthetic blocks.
 
@@ -48,6 +48,7 @@ def make_inputs(folder: str | os.PathLike[str], size: int, seed: int = 0) -> tup
         BigTIFF when needed) and ``bench_s1.tif`` (2 bands float32 dB, ``ceil(size / 2)`` px).
     """
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     s2_path, s1_path = folder / "bench_s2.tif", folder / "bench_s1.tif"
     made = {"DSEN2CR_BENCH": f"size={size} seed={seed}"}
     if _made(s2_path, made) and _made(s1_path, made):

@@ -198,7 +198,8 @@ def add_benchmark(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, default=None, metavar="FILE",
                    help="also write the JSON to FILE (atomically)")
     p.add_argument("--sections", nargs="+", default=None, metavar="NAME",
-                   help="sections to run: peak infer train scene io bf16 (default all but io)")
+                   help="sections to run: peak infer train scene io compile bf16 (default all "
+                   "but io and compile)")
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default=None,
                    help="default bf16 on CUDA, fp32 on CPU ('scene': predict's default)")
     add_speed_options(p, " of the scene section")

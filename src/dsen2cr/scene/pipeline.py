@@ -196,7 +196,7 @@ class TileComputer:
                 raise DSen2CRError("this model uses SAR but no S1 input was given")
             # missing SAR (NaN) -> 0 in the scaled domain; those pixels become nodata anyway
             sar = to_memory_format(torch.nan_to_num(s1_to_scaled(self._to_device(s1)), nan=0.0), cl)
-        optical = to_memory_format(s2_to_scaled(dn), cl)
+        optical = s2_to_scaled(dn, channels_last=cl)
         with precision_mode(self.device, self.precision):
             pred = self.network.module(optical, sar)
         if self.dn_on_device:

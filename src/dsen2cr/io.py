@@ -6,8 +6,10 @@ Outputs (one mechanism for every command):
   call's inputs (also through a symbolic or hard link) or another of its outputs, an existing
   output file or non-empty output folder unless ``overwrite`` is asked for (as rasterio's ``rio``
   does), and an output folder that cannot be written;
-* :func:`atomic_output` - write to a hidden staging name beside the target, rename when complete,
-  so an interrupted or failed run never leaves a half-written output file;
+* :func:`atomic_output` (a file) and :func:`atomic_folder` (a folder of files) - write to a hidden
+  staging name beside the target, rename when complete, so an interrupted or failed run never
+  leaves a half-written output; :func:`writing` turns a failed write (disk full, quota,
+  file-size limit, read-only) into one :class:`~dsen2cr.errors.WriteError` naming the output;
 * :func:`staging_path` names every such file ``.<stem>.<tag>@<host>@<pid><suffix>``, and
   :func:`remove_stale_staging` (run whenever an output is staged in a folder) removes those of
   processes of this host that no longer exist - what a killed run (SIGKILL) left behind - and
@@ -27,8 +29,10 @@ Rasters:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
+import shutil
 import socket
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
@@ -39,8 +43,16 @@ import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window
+from safetensors import SafetensorError
 
-from dsen2cr.errors import DataError, OptionError, OutputExistsError
+from dsen2cr.errors import (
+    DataError,
+    DSen2CRError,
+    InputNotFoundError,
+    OptionError,
+    OutputExistsError,
+    WriteError,
+)
 
 PathLike = str | os.PathLike[str]
 
@@ -99,7 +111,10 @@ def remove_stale_staging(folder: PathLike) -> list[Path]:
         if m is None or m["host"] != host or _alive(int(m["pid"])):
             continue
         with contextlib.suppress(OSError):
-            os.unlink(e.path)
+            if e.is_dir(follow_symlinks=False):  # a staging folder (atomic_folder)
+                shutil.rmtree(e.path)
+            else:
+                os.unlink(e.path)
             removed.append(Path(e.path))
     return removed
 
@@ -114,6 +129,15 @@ def file_identity(p: str | os.PathLike[str]) -> tuple[str, Any]:
         return ("inode", (st.st_dev, st.st_ino))
     except OSError:
         return ("path", str(p.resolve()))
+
+
+def _dangling_link(option: str, p: Path) -> None:
+    """Refuse an output under (or at) a symbolic link that points nowhere: the operating
+    system would only say "File exists" or "Not a directory"."""
+    for q in (p, *p.parents):
+        if q.is_symlink() and not q.exists():
+            raise OptionError(option, f"{p}: {q} is a symbolic link to {os.readlink(q)}, which "
+                              "does not exist")  # fmt: skip
 
 
 def _writable_folder(option: str, p: Path) -> None:
@@ -158,6 +182,7 @@ def guard_outputs(
     in_keys = {file_identity(q): q for q in ins}
     seen: dict[tuple[str, Any], str] = {}
     for option, p in given.items():
+        _dangling_link(option, p)
         key = file_identity(p)
         if key in in_keys:
             raise OptionError(option, f"{p} is the input {in_keys[key]}; choose another output path")
@@ -199,23 +224,167 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     final = Path(path)
     created = new_folders(final.parent)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    with writing(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(final.parent)
     tmp = staging_path(final, "partial")
     done = False
     try:
-        yield tmp
-        if tmp.exists():
-            # Some writers (safetensors) create files readable by the owner only; give the
-            # output the permissions an ordinary file gets under the user's umask.
-            os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, final)
+        with writing(final, tmp):
+            yield tmp
+            if tmp.exists():
+                # Some writers (safetensors) create files readable by the owner only; give the
+                # output the permissions an ordinary file gets under the user's umask.
+                os.chmod(tmp, 0o666 & ~_current_umask())
+            os.replace(tmp, final)
         done = True
     finally:
         if tmp.exists():
             tmp.unlink()
         if not done:
             remove_empty(created)
+
+
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+"""Operating-system errors that only a write raises."""
+PATH_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+                         errno.EIO, errno.ENOENT})  # fmt: skip
+"""Operating-system errors that are a failed write when they name the output or its folder."""
+
+
+@contextlib.contextmanager
+def writing(final: PathLike, tmp: PathLike | None = None) -> Iterator[None]:
+    """Turn a failed write inside the block into one :class:`~dsen2cr.errors.WriteError` that
+    names the output ``final`` and the cause (disk full, quota, file-size limit, read-only file
+    system, permissions), whichever library wrote: Python, GDAL (whose "Write failed" hides the
+    cause: it is found from the file system's state) or safetensors. Other errors pass through.
+    """
+    try:
+        yield
+    except WriteError:
+        raise
+    except (OSError, RasterioError, SafetensorError) as exc:
+        cause = write_failure(exc, Path(tmp if tmp is not None else final), Path(final))
+        if cause is None:
+            raise
+        raise WriteError(final, cause[0], cause[1]) from None
+
+
+def verify_written(path: Path, final: Path) -> None:
+    """Decode the first and last blocks of a raster GDAL just wrote at ``path`` (the staging file
+    of ``final``): GDAL reports some failed writes (a file-size limit, a flush at close) only on
+    its own error stream, never to the caller.
+
+    Raises:
+        WriteError: the file is not whole, with the cause when the file system tells it.
+    """
+    try:
+        with no_georef_warning(), rasterio.open(path) as src:
+            check_readable(src, path, "output")
+    except (DataError, RasterioError) as exc:
+        reason = _state_of(path) or ("the file was not written completely", None)
+        raise WriteError(final, reason[0], reason[1]) from exc
+
+
+def write_failure(exc: BaseException, path: Path, final: Path | None = None) -> tuple[str, int | None] | None:
+    """``(reason, errno)`` when ``exc`` is a failed write of ``path`` (staged for ``final``),
+    else None."""
+    if isinstance(exc, DSen2CRError):
+        return None
+    if isinstance(exc, OSError) and not isinstance(exc, RasterioError) and exc.errno is not None:
+        ours = {str(p) for p in (path, final, path.parent) if p is not None}
+        if exc.errno in WRITE_ERRNOS or (exc.errno in PATH_ERRNOS and str(exc.filename) in ours):
+            return exc.strerror or os.strerror(exc.errno), exc.errno
+        return None
+    text = " ".join(str(e) for e in _chain(exc))
+    m = re.search(r"os error (\d+)", text)  # safetensors (Rust) carries the OS error number
+    if m is not None and int(m[1]) in WRITE_ERRNOS:
+        return os.strerror(int(m[1])), int(m[1])
+    if not re.search(r"write|writing|flush|No space|quota|too large|Read-only", text, re.I):
+        return None
+    return _state_of(path) or (f"the file could not be written ({_deepest(exc)})", None)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and e not in out:
+        out.append(e)
+        e = e.__cause__ or e.__context__
+    return out
+
+
+def _deepest(exc: BaseException) -> str:
+    return " ".join(str(_chain(exc)[-1]).split())
+
+
+def _state_of(path: Path) -> tuple[str, int] | None:
+    """Why writing ``path`` fails, from the file system's state: no free space, a read-only
+    file system, or the process's file-size limit."""
+    folder = path.parent if path.parent.exists() else Path(".")
+    with contextlib.suppress(OSError):
+        st = os.statvfs(folder)
+        if st.f_flag & os.ST_RDONLY:
+            return os.strerror(errno.EROFS), errno.EROFS
+        if st.f_bavail * st.f_frsize < 2**20:
+            return os.strerror(errno.ENOSPC), errno.ENOSPC
+    with contextlib.suppress(OSError, ValueError, ImportError):
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and path.exists() and path.stat().st_size >= limit - 2**16:
+            return f"{os.strerror(errno.EFBIG)} (the file-size limit is {limit} bytes)", errno.EFBIG
+    return None
+
+
+@contextlib.contextmanager
+def atomic_folder(path: PathLike) -> Iterator[Path]:
+    """Yield a hidden staging folder beside ``path``; when the block succeeds, its entries move
+    into ``path`` (created if needed; an entry of the same name there is replaced, which the
+    caller allowed with ``overwrite``). A failed or interrupted block leaves nothing: the staging
+    folder is removed (and, after a SIGKILL, by the next run in the folder,
+    :func:`remove_stale_staging`).
+
+    Yields:
+        The staging folder to write into.
+    """
+    final = Path(path)
+    created = new_folders(final.parent)
+    with writing(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(final.parent)
+    tmp = staging_path(final, "partial")
+    done = False
+    try:
+        with writing(final, tmp), _named_in(tmp, final):
+            tmp.mkdir()
+            yield tmp
+            if not final.exists() or (final.is_dir() and not any(final.iterdir())):
+                os.replace(tmp, final)  # a folder replaces an empty one in one rename
+            else:
+                for entry in sorted(tmp.iterdir()):
+                    dest = final / entry.name
+                    if dest.is_dir() and not dest.is_symlink():
+                        shutil.rmtree(dest)
+                    os.replace(entry, dest)
+        done = True
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if not done:
+            remove_empty(created)
+
+
+@contextlib.contextmanager
+def _named_in(tmp: Path, final: Path) -> Iterator[None]:
+    """A failed write of a file in the staging folder names it where it was going to be."""
+    try:
+        yield
+    except WriteError as exc:
+        inside = Path(str(exc.path))
+        if inside.is_relative_to(tmp):
+            raise WriteError(final / inside.relative_to(tmp), exc.reason, exc.errno) from None
+        raise
 
 
 def new_folders(folder: PathLike) -> list[Path]:
@@ -292,7 +461,7 @@ def open_raster(path: str | os.PathLike[str], what: str = "raster") -> Any:
     """
     p = Path(path)
     if not p.exists():
-        raise DataError(f"{what} not found: {p}")
+        raise InputNotFoundError(f"{what} not found: {p}")
     if p.is_dir():
         raise DataError(f"{what} is a folder, expected a raster file: {p}")
     try:
@@ -334,6 +503,31 @@ def read_raster(
         return data, dict(src.profile)
 
 
+MAX_BLOCK_BYTES = 2**30
+"""Largest block (strip or tile, all bands) a raster may be stored in: GDAL decodes a block
+whole, so a file of a few bytes that claims one strip of 200000 x 200000 pixels would ask for a
+terabyte before anything is read."""
+
+
+def check_blocks(src: Any, path: str | os.PathLike[str], what: str) -> None:
+    """Refuse a raster whose blocks cannot be decoded one at a time within memory.
+
+    Raises:
+        DataError: a block (of all bands, for a pixel-interleaved file) larger than
+            :data:`MAX_BLOCK_BYTES`.
+    """
+    rows, cols = src.block_shapes[0]
+    itemsize = np.dtype(src.dtypes[0]).itemsize
+    bands = src.count if str(src.interleaving).lower().endswith("pixel") else 1
+    size = int(rows) * int(cols) * itemsize * bands
+    if size > MAX_BLOCK_BYTES:
+        raise DataError(
+            f"{what} {path} ({src.width} x {src.height} pixels) is stored in blocks of {cols} x "
+            f"{rows} pixels ({size / 2**30:.3g} GiB each), too large to decode one at a time; "
+            "write it tiled (e.g. gdal_translate -co TILED=YES)"
+        )
+
+
 def check_readable(src: Any, path: str | os.PathLike[str], what: str) -> None:
     """Decode a corner of the first band and of the last band (the file's first and last blocks).
 
@@ -348,6 +542,7 @@ def check_readable(src: Any, path: str | os.PathLike[str], what: str) -> None:
     Raises:
         DataError: a block does not decode.
     """
+    check_blocks(src, path, what)
     w, h = min(16, src.width), min(16, src.height)
     try:
         src.read(1, window=Window(0, 0, w, h))

@@ -150,6 +150,30 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cpu")
     raise OptionError("device", f"{device!r} is not a device: use auto, cpu, cuda or cuda:N")
 
+def host_memory_available() -> int | None:
+    """Bytes this process can still allocate: the system's available memory, or less under an
+    address-space limit (``ulimit -v``); None where it cannot be told (not Linux)."""
+    avail: int | None = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY:
+            with open("/proc/self/status") as fh:
+                used = next(int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("VmSize:"))
+            avail = min(avail if avail is not None else limit, max(0, limit - used))
+    except (ImportError, OSError, ValueError, StopIteration):
+        pass
+    return avail
+
+
 TRAIN_FLOP_FACTOR = 3
 """Model FLOPs of one training step over its forward pass: forward + backward (input and weight
 gradients, each as costly as the forward). The usual MFU convention; the real backward skips the

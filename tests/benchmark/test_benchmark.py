@@ -208,7 +208,7 @@ def test_bf16_crop_limit_and_weights(tmp_path: Path) -> None:
 
 def test_bf16_skips_when_the_folder_is_absent(tmp_path: Path) -> None:
     r = bench_bf16(torch.device("cpu"), realdata=None, **TINY)
-    assert list(r) == ["skipped"] and "--realdata" in r["skipped"]
+    assert list(r) == ["skipped"] and "(realdata)" in r["skipped"]  # the CLI says --realdata
     r = bench_bf16(torch.device("cpu"), realdata=tmp_path / "absent", **TINY)
     assert list(r) == ["skipped"] and "absent" in r["skipped"]
     (tmp_path / "empty").mkdir()

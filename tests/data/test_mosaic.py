@@ -12,7 +12,7 @@ import rasterio
 
 from dsen2cr.cli import main
 from dsen2cr.data import SEN12MSCR
-from dsen2cr.data.mosaic import mosaic_patches, mosaic_split, plan_grid, scene_name
+from dsen2cr.data.mosaic import MOSAIC_SUFFIX, mosaic_patches, mosaic_split, plan_grid, scene_name
 from dsen2cr.data.synthetic import generate_dataset
 from dsen2cr.errors import DataError, DSen2CRError
 from tests.conftest import ORIGIN, UTM, write_raster_file
@@ -29,6 +29,19 @@ def cut(scene: np.ndarray, folder: Path, cells: dict[str, tuple[int, int]],
         block = scene[:, r : r + SIZE, c : c + SIZE]
         paths.append(write_raster_file(folder / f"{name}.tif", block,
                                        origin=(origin[0] + 10.0 * c, origin[1] - 10.0 * r)))  # fmt: skip
+    return paths
+
+
+def cut_big(scene: np.ndarray, folder: Path, size: int = 256, hole: tuple[int, int] = (256, 256)) -> list[Path]:
+    """Patches of ``size`` side by side, but for the one at ``hole``."""
+    h, w = scene.shape[1:]
+    paths = []
+    for r in range(0, h - size + 1, size):
+        for c in range(0, w - size + 1, size):
+            if (r, c) == hole:
+                continue
+            paths.append(write_raster_file(folder / f"p_{r}_{c}.tif", scene[:, r : r + size, c : c + size],
+                                           origin=(ORIGIN[0] + 10.0 * c, ORIGIN[1] - 10.0 * r)))  # fmt: skip
     return paths
 
 
@@ -57,7 +70,9 @@ def test_patches_are_placed_by_georeferencing(tmp_path: Path) -> None:
     assert prof["nodata"] == 0 and prof["crs"] == rasterio.crs.CRS.from_user_input(UTM)
     assert prof["transform"].c == pytest.approx(500000.775)
     assert prof["transform"].f == pytest.approx(4000000.25)
-    assert (prof["blockxsize"], prof["blockysize"]) == (256, 256)
+    assert (prof["blockxsize"], prof["blockysize"]) == (512, 512)
+    with rasterio.open(tmp_path / "m.tif") as src:  # a Cloud-Optimized GeoTIFF
+        assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
 
 
 def test_uncovered_pixels_are_nodata_and_s1_uses_nan(tmp_path: Path) -> None:
@@ -70,6 +85,22 @@ def test_uncovered_pixels_are_nodata_and_s1_uses_nan(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data[:, :16, :16], s1[:, :16, :16])
     np.testing.assert_array_equal(data[:, 16:, 16:], s1[:, 16:, 16:])
     assert np.isnan(data[:, :16, 16:]).all() and np.isnan(data[:, 16:, :16]).all()
+
+
+def test_float_mosaic_overviews_leave_nan_out(tmp_path: Path) -> None:
+    """Large enough for an overview level: its 2 x 2 means skip NaN (nodata) pixels."""
+    from dsen2cr.cog import reduce_average
+
+    rng = np.random.default_rng(2)
+    s1 = rng.normal(-12, 3, (2, 1100, 600)).astype(np.float32)
+    paths = cut_big(s1, tmp_path)  # 1024 x 512, a patch missing
+    mosaic_patches(paths, tmp_path / "s1.tif")
+    with rasterio.open(tmp_path / "s1.tif") as src:
+        full = src.read()
+        assert src.overviews(1) == [2]
+        level = src.read(out_shape=(2, 512, 256))
+    assert np.isnan(full).any() and not np.isnan(level).all()
+    np.testing.assert_allclose(level, reduce_average(full, np.nan), rtol=1e-6, equal_nan=True)
 
 
 def test_disagreements_are_reported_and_the_first_patch_wins(tmp_path: Path, caplog) -> None:
@@ -153,10 +184,43 @@ def test_mosaic_split_cli_matches_every_patch(synthetic: Path, tmp_path: Path, c
             missing = data[:, 32:, 48:]  # only the sixth cell of the 2 x 3 grid covers this
             assert (np.isnan(missing) if mod == "s1" else missing == 0).all()
         assert grids[0] == grids[1] == grids[2]  # the three modalities share one grid
-    # an existing mosaic is not replaced without --overwrite
+    # a rerun keeps what an earlier run made from the same patches: nothing is rewritten
+    stamp = {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in out.iterdir()}
+    assert main(["mosaic", str(synthetic), str(out)]) == 0
+    assert {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in out.iterdir()} == stamp
+    assert "91.7 % covered" in capsys.readouterr().out
+    # a mosaic that dsen2cr did not make from these patches is not replaced without --overwrite
+    first = out / f"{scene_name(*rois[0])}_s2.tif"
+    first.write_bytes(b"someone else's file")
     assert main(["mosaic", str(synthetic), str(out), "--season", rois[0][0]]) == 2
     assert "add --overwrite" in capsys.readouterr().err
+    assert first.read_bytes() == b"someone else's file"
     assert main(["mosaic", str(synthetic), str(out), "--roi", str(rois[0][1]), "--overwrite"]) == 0
+
+
+def test_a_failing_scene_leaves_none_of_its_mosaics(synthetic: Path, tmp_path: Path, capsys) -> None:
+    """One unreadable patch: the scenes before it stay (a rerun keeps them), its own three
+    mosaics never appear, and the error is one line."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(synthetic, root)
+    test = SEN12MSCR(root, "test", crop_size=None)
+    rois = sorted({(t.season, t.roi) for t in test.triplets})
+    bad = next(t for t in test.triplets if (t.season, t.roi) == rois[1])
+    good = Path(bad.s1).read_bytes()
+    Path(bad.s1).write_bytes(good[: len(good) // 3])  # the S1 mosaic is written last
+    out = tmp_path / "scenes"
+    assert main(["mosaic", str(root), str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "corrupt or truncated" in err[0] and Path(bad.s1).name in err[0]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"{scene_name(*rois[0])}{sfx}" for sfx in MOSAIC_SUFFIX.values())
+    stamp = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    Path(bad.s1).write_bytes(good)
+    assert main(["mosaic", str(root), str(out)]) == 0  # resumes: the first scene is kept
+    assert len(list(out.iterdir())) == 6
+    assert all(p.stat().st_mtime_ns == stamp[p.name] for p in out.iterdir() if p.name in stamp)
 
 
 def test_mosaic_split_selection_and_errors(synthetic: Path, tmp_path: Path) -> None:

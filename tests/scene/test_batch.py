@@ -126,7 +126,7 @@ def test_resume_rules(inputs: Path, tmp_path: Path) -> None:
     zstd = PredictOptions(device="cpu", tile=32, progress=False, compress="ZSTD")
     res = predict_batch(s2, inputs / "w.safetensors", tmp_path / "pred", s1, mask_dir=tmp_path / "mask",
                         options=zstd, quiet=True)  # fmt: skip
-    assert not res.ok and all("made with other options: add --overwrite" in r["error"]
+    assert not res.ok and all("made with other options: add overwrite=True" in r["error"]
                               for r in res.records)  # fmt: skip
     assert outputs(tmp_path) == after
     # other weights, or a file dsen2cr did not write: the same
@@ -204,3 +204,48 @@ def test_local_worker_processes_equal_one_process(inputs: Path, tmp_path: Path) 
                          devices=["cpu", "cpu"], shard=Shard(1, 2), quiet=True)  # fmt: skip
     # share 1 of 2 split in two: sub-shares 2 and 3 of 4
     assert [(r["scene"], r["rank"]) for r in part.records] == [("scene_2", 2), ("scene_3", 3)]
+
+
+@pytest.mark.slow
+def test_two_launches_at_once_predict_each_scene_once(inputs: Path, tmp_path: Path) -> None:
+    """A batch launched twice on the same folder at the same time: every scene is predicted by
+    exactly one of the two processes, the other sees it busy (or done) and moves on."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK") and not k.startswith("SLURM_")}  # fmt: skip
+    argv = [sys.executable, "-m", "dsen2cr.cli", *predict_argv(inputs, tmp_path, "--quiet")]
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]  # fmt: skip
+    for p in procs:
+        p.communicate(timeout=300)
+    recs = [r for r in records(tmp_path / "pred" / "manifest.jsonl") if "scene" in r]
+    done = [r["scene"] for r in recs if r["status"] == "done"]
+    assert sorted(done) == GOOD  # each good scene exactly once, by one process or the other
+    assert {r["status"] for r in recs} <= {"done", "busy", "skipped", "failed"}
+    assert not list((tmp_path / "pred").glob(".*.claim"))  # every claim released
+
+
+def test_claims_of_dead_or_silent_processes_are_taken_over(tmp_path: Path) -> None:
+    import time
+
+    from dsen2cr.scene.claims import STALE_SECONDS, Claims, claim_path
+
+    out = tmp_path / "scene.tif"
+    c = claim_path(out)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    with Claims() as claims:
+        c.write_text(json.dumps({"host": claims.host, "pid": int(dead)}))  # killed on this host
+        with claims.claim(out) as holder:
+            assert holder is None and json.loads(c.read_text())["pid"] == os.getpid()
+        assert not c.exists()
+        c.write_text(json.dumps({"host": "node42", "pid": 7}))  # alive elsewhere, refreshed
+        with claims.claim(out) as holder:
+            assert holder == {"host": "node42", "pid": 7}
+        assert c.exists()  # another's claim is never removed
+        old = time.time() - STALE_SECONDS - 5
+        os.utime(c, (old, old))  # not refreshed for too long: its process is gone
+        with claims.claim(out) as holder:
+            assert holder is None
+        c.write_text(json.dumps({"host": claims.host, "pid": os.getppid()}))  # a live process here
+        with claims.claim(out) as holder:
+            assert holder is not None and holder["pid"] == os.getppid()

@@ -56,3 +56,59 @@ def test_explicit_shard_wins_and_errors() -> None:
             parse_shard(bad)
     with pytest.raises(OptionError, match="not below"):
         shard_from_env({"RANK": "2", "WORLD_SIZE": "2"})
+
+
+STEP = {"SLURM_STEP_ID": "0", "SLURM_PROCID": "1", "SLURM_STEP_NUM_TASKS": "2"}
+ARRAY = {"SLURM_ARRAY_TASK_ID": "12", "SLURM_ARRAY_TASK_MIN": "10", "SLURM_ARRAY_TASK_COUNT": "4"}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        # torchrun: malformed values (a negative rank used to mean "no launcher": every scene)
+        ({"RANK": "-1", "WORLD_SIZE": "2"}, "RANK='-1' is not an integer >= 0"),
+        ({"RANK": "abc", "WORLD_SIZE": "2"}, "RANK='abc' is not an integer >= 0"),
+        ({"RANK": "0", "WORLD_SIZE": "0"}, "WORLD_SIZE='0' is not an integer >= 1"),
+        ({"RANK": "0", "WORLD_SIZE": "2.0"}, "WORLD_SIZE='2.0' is not an integer >= 1"),
+        ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "x"}, "LOCAL_RANK='x' is not an integer"),
+        # torchrun: one of the pair missing
+        ({"RANK": "1"}, "RANK is set but WORLD_SIZE is not"),
+        ({"WORLD_SIZE": "4"}, "WORLD_SIZE is set but RANK is not"),
+        ({"RANK": "1", "WORLD_SIZE": " "}, "RANK is set but WORLD_SIZE is not"),
+        # srun, inside a job step
+        ({**STEP, "SLURM_PROCID": "abc"}, "SLURM_PROCID='abc' is not an integer >= 0"),
+        ({**STEP, "SLURM_PROCID": "-2"}, "SLURM_PROCID='-2' is not an integer >= 0"),
+        ({**STEP, "SLURM_STEP_NUM_TASKS": "0"}, "SLURM_STEP_NUM_TASKS='0' is not an integer >= 1"),
+        ({**STEP, "SLURM_STEP_NUM_TASKS": "", "SLURM_NTASKS": "two"},
+         "SLURM_NTASKS='two' is not an integer >= 1"),
+        ({**STEP, "SLURM_LOCALID": "-1"}, "SLURM_LOCALID='-1' is not an integer >= 0"),
+        # job arrays
+        ({**ARRAY, "SLURM_ARRAY_TASK_COUNT": "0"}, "SLURM_ARRAY_TASK_COUNT='0' is not an integer >= 1"),
+        ({**ARRAY, "SLURM_ARRAY_TASK_ID": "x"}, "SLURM_ARRAY_TASK_ID='x' is not an integer >= 0"),
+        ({**ARRAY, "SLURM_ARRAY_TASK_MIN": "-3"}, "SLURM_ARRAY_TASK_MIN='-3' is not an integer"),
+        ({"SLURM_ARRAY_TASK_ID": "3"}, "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not"),
+        ({"SLURM_ARRAY_TASK_COUNT": "3"}, "SLURM_ARRAY_TASK_COUNT is set but SLURM_ARRAY_TASK_ID is not"),
+    ],
+)  # fmt: skip
+def test_malformed_launcher_variables_are_errors(env: dict[str, str], message: str) -> None:
+    with pytest.raises(OptionError, match="cannot be taken from the launcher") as err:
+        shard_from_env(env)
+    assert err.value.option == "shard" and message in str(err.value)
+    assert str(err.value).startswith("shard ") and "\n" not in str(err.value)
+    assert shard_from_env(env, parse_shard("0/2")).count == 2  # an explicit shard still wins
+
+
+def test_valid_launcher_variables_as_before() -> None:
+    # empty values are unset, variables of a launcher that does not apply are not read
+    assert shard_from_env({"RANK": "", "WORLD_SIZE": "", "LOCAL_RANK": ""}).source == "single"
+    assert shard_from_env({"SLURM_PROCID": "x", "SLURM_NTASKS": "0"}).count == 1  # no step
+    assert shard_from_env({"RANK": " 1 ", "WORLD_SIZE": "2"}).index == 1  # spaces around
+    step = shard_from_env({**STEP, "SLURM_STEP_NUM_TASKS": "", "SLURM_NTASKS": "3"})
+    assert (step.index, step.count, step.local_rank) == (1, 3, None)
+    one_task = shard_from_env({"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "1",
+                               "SLURM_ARRAY_TASK_MIN": "bad but unused"})  # fmt: skip
+    assert (one_task.index, one_task.count, one_task.source) == (0, 1, "single")
+    no_min = shard_from_env({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2"})
+    assert (no_min.index, no_min.count) == (1, 2)
+    with pytest.raises(OptionError, match="not below"):
+        shard_from_env({**STEP, "SLURM_PROCID": "2"})

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dsen2cr.cli import main
 from dsen2cr.errors import DataError
 from dsen2cr.scene import pair_by_footprint, read_pairs
 from tests.conftest import ORIGIN, write_raster_file
+from tests.helpers import tiny_model
 
 
 def test_footprints_decide_not_names(tmp_path: Path) -> None:
@@ -63,3 +65,43 @@ def test_read_pairs(tmp_path: Path) -> None:
             read_pairs(f)
     with pytest.raises(DataError, match="not found"):
         read_pairs(tmp_path / "nope.csv")
+
+
+def test_read_pairs_with_a_byte_order_mark(tmp_path: Path) -> None:
+    f = tmp_path / "pairs.csv"  # what a spreadsheet program saves as "CSV UTF-8"
+    f.write_bytes("s2,s1,out\r\na.tif,b.tif,\r\nc.tif,,é/c.tif\r\n".encode("utf-8-sig"))
+    pairs = read_pairs(f)
+    assert [(p.s2.name, p.s1.name if p.s1 else None) for p in pairs] == [("a.tif", "b.tif"),
+                                                                         ("c.tif", None)]  # fmt: skip
+    assert pairs[1].out == tmp_path / "é" / "c.tif"
+
+
+def test_read_pairs_refuses_files_that_are_not_csv_text(tmp_path: Path) -> None:
+    tif = write_raster_file(tmp_path / "s2.tif", np.ones((13, 20, 30), np.uint16))
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_bytes("s2,s1\na.tif,b.tif\n".encode("utf-16"))
+    late = tmp_path / "late.csv"  # text first, binary after the part checked up front
+    rows = "".join(f"a{i}.tif,b{i}.tif\n" for i in range(8000)).encode()
+    late.write_bytes(b"s2,s1\n" + rows + b"\xff\xfe\x00\x01")
+    cases = {tif: "is not a text file", utf16: "is not a text file", late: "is not a text file",
+             tmp_path: "is a folder, expected a CSV file"}  # fmt: skip
+    long = tmp_path / "long.csv"
+    long.write_text("s2,s1\na.tif,b.tif,c.tif\n")
+    cases[long] = "line 2: more cells than the header's 2 columns"
+    for path, msg in cases.items():
+        with pytest.raises(DataError, match=msg) as err:
+            read_pairs(path)
+        assert str(path) in str(err.value) and "\n" not in str(err.value)
+    long.write_text("s2,s1\na.tif,b.tif,,\n")  # empty cells past the header: harmless
+    assert [p.s2.name for p in read_pairs(long)] == ["a.tif"]
+
+
+def test_cli_pairs_file_not_text_is_one_line(tmp_path: Path, capsys) -> None:
+    weights = tiny_model().save_pretrained(tmp_path / "w.safetensors")
+    tif = write_raster_file(tmp_path / "pairs.tif", np.ones((13, 20, 30), np.uint16))
+    argv = ["predict", "--pairs", str(tif), "--weights", str(weights), "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [
+        f"dsen2cr predict: error: pairs file {tif} is not a text file (expected a UTF-8 CSV with "
+        "the columns s2,s1[,out])"]  # fmt: skip

@@ -195,7 +195,7 @@ def test_resume_restores_optimizer_and_epoch(tmp_path, data) -> None:
     assert saved["epoch"] == 1
 
     # starting over in the same folder must be explicit
-    with pytest.raises(DSen2CRError, match="--resume last"):
+    with pytest.raises(DSen2CRError, match="resume='last'"):  # Python names the parameter
         train(cfg, datamodule=datamodule(data))
 
     capture = CaptureRestored()

@@ -27,8 +27,8 @@ from rasterio.windows import Window
 from torch import nn
 
 from dsen2cr.benchmark.timing import sig
+from dsen2cr.cog import COG_BLOCKSIZE, CogProfile, CogWriter
 from dsen2cr.io import bounded_gdal, cpu_count
-from dsen2cr.scene.cog import COG_BLOCKSIZE, CogProfile, CogWriter
 from dsen2cr.scene.predict import PredictOptions, predict
 from dsen2cr.scene.sentinel1 import open_s1
 from dsen2cr.scene.sentinel2 import open_s2

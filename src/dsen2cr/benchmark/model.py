@@ -32,7 +32,7 @@ from dsen2cr.benchmark.timing import (
     timed_loop,
 )
 from dsen2cr.data.synthetic import make_scene
-from dsen2cr.errors import DSen2CRError
+from dsen2cr.errors import DSen2CRError, Text
 from dsen2cr.io import read_raster
 from dsen2cr.models import DSen2CR
 from dsen2cr.performance import (
@@ -250,7 +250,7 @@ def bench_bf16(
         ``{"skipped": reason}`` when the folder or its patches are absent.
     """
     if realdata is None:
-        return {"skipped": "no folder of real patches given (realdata, --realdata DIR)"}
+        return {"skipped": str(Text("no folder of real patches given ({realdata})", realdata=None))}
     folder = Path(realdata)
     if not folder.is_dir():
         return {"skipped": f"real-data folder not found: {folder}"}

@@ -71,7 +71,7 @@ from dsen2cr.benchmark.timing import (
     measure_peak,
     sig,
 )
-from dsen2cr.errors import DSen2CRError, OptionError
+from dsen2cr.errors import DSen2CRError, OptionError, WeightsNotFoundError
 from dsen2cr.models import DSen2CR, count_parameters
 from dsen2cr.performance import (
     TRAIN_FLOP_FACTOR,
@@ -274,7 +274,7 @@ def run_benchmark(
     if precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise OptionError("precision", f"bf16: {dev} does not support bfloat16, use fp32")
     if weights is not None and not Path(weights).is_file():
-        raise DSen2CRError(f"weight file not found: {weights}")
+        raise WeightsNotFoundError(f"weight file not found: {weights}")
     if readers is not None and readers < 1:
         raise OptionError("readers", f"must be a positive integer, got {readers}")
     if features < 1:

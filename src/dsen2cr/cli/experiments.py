@@ -126,22 +126,14 @@ def add_table(sub: argparse._SubParsersAction) -> None:
     add_overwrite(p, "--out file")
 
     def run(a: argparse.Namespace) -> None:
-        from dsen2cr.errors import DataError
         from dsen2cr.evaluation import format_table
         from dsen2cr.io import atomic_output, guard_outputs
         from dsen2cr.metrics import PAPER_PROTOCOL, PAPER_TABLE1
+        from dsen2cr.metrics.table import read_result
 
         files = [r / "metrics.json" if r.is_dir() else r for r in a.results]
         guard_outputs({"out": a.out}, files, overwrite=a.overwrite)
-        results = []
-        for f in files:
-            try:
-                data = json.loads(f.read_text())
-            except (OSError, ValueError) as exc:
-                raise DataError(f"cannot read evaluation result {f}: {exc}") from None
-            if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
-                raise DataError(f"{f} is not the metrics.json of dsen2cr evaluate (no 'models')")
-            results.append(data)
+        results = [read_result(r) for r in a.results]
         if a.paper:
             results.append({"models": {f"paper: {k}": v for k, v in PAPER_TABLE1.items()},
                             "protocol": PAPER_PROTOCOL})  # fmt: skip

@@ -10,8 +10,9 @@ Errors and signals, one mechanism for every subcommand:
 
 * a user error (:class:`~dsen2cr.errors.DSen2CRError`, also one raised in a data-loader worker
   process, and an operating-system error such as a folder that cannot be written) is one line on
-  stderr and exit status 2, never a traceback; an :class:`~dsen2cr.errors.OptionError` names the
-  flag (``--tile``) where the library names the parameter (``tile``);
+  stderr and exit status 2, never a traceback; messages name flags (``--tile``) where the
+  library names parameters (``tile``): :func:`dsen2cr.errors.cli_flags` maps every parameter a
+  message mentions to its flag (:func:`flag_of`), here, in one place;
 * SIGTERM (what SLURM and Kubernetes send) is handled like SIGINT: it interrupts the work, so
   every staging file is removed on the way out (exit status 143; SIGINT 130). SIGKILL cannot be
   handled: the next run writing into the same folder removes what it left
@@ -21,6 +22,8 @@ Errors and signals, one mechanism for every subcommand:
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -29,7 +32,7 @@ from types import FrameType
 
 from dsen2cr import __version__
 from dsen2cr.cli import data, experiments, models, scene
-from dsen2cr.errors import DSen2CRError, OptionError, OutputExistsError, one_line
+from dsen2cr.errors import DSen2CRError, cli_flags, one_line
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     scene.add_predict,
@@ -90,27 +93,30 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def error_message(args: argparse.Namespace, exc: BaseException) -> str:
-    """The one line a user error is reported with (without the ``dsen2cr <command>:`` prefix)."""
-    if isinstance(exc, OutputExistsError):
-        return f"{flag_of(args, exc.option)} {exc.problem_cli}"
-    if isinstance(exc, OptionError):
-        return f"{flag_of(args, exc.option)} {exc.problem}"
-    if isinstance(exc, OSError) and not isinstance(exc, DSen2CRError):
-        where = f": {exc.filename}" if exc.filename else ""
-        return f"{exc.strerror or one_line(exc)}{where}"
-    return one_line(exc)
+    """The one line a user error is reported with (without the ``dsen2cr <command>:`` prefix),
+    parameters named by their flags (:func:`dsen2cr.errors.cli_flags`)."""
+    with cli_flags(lambda name: flag_of(args, name)):
+        if isinstance(exc, OSError) and not isinstance(exc, DSen2CRError):
+            where = f": {exc.filename}" if exc.filename else ""
+            return f"{exc.strerror or one_line(exc)}{where}"
+        return one_line(exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dsen2cr`` console script; returns the exit status."""
+    # GDAL's own error lines (e.g. "_tiffWriteProc: No space left on device"), printed by GDAL
+    # or logged through rasterio: a command reports every failure as its one line instead
+    # (set CPL_LOG to a file to keep GDAL's messages)
+    os.environ.setdefault("CPL_LOG", os.devnull)
+    logging.getLogger("rasterio").setLevel(logging.CRITICAL)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        with _sigterm_interrupts():
-            status = args.func(args)
+        with _sigterm_interrupts(), cli_flags(lambda name: flag_of(args, name)):
+            status = args.func(args)  # warnings name flags too
     except (DSen2CRError, OSError) as exc:
         print(f"dsen2cr {args.command}: error: {error_message(args, exc)}", file=sys.stderr)
         return 2

@@ -20,6 +20,9 @@ def _add_scene_options(p: argparse.ArgumentParser) -> None:
                    type=str.upper,
                    help="output compression (default DEFLATE, the most widely readable; ZSTD "
                    "writes faster)")
+    p.add_argument("--no-band-check", dest="band_check", action="store_false",
+                   help="proceed with a 13-band S2 GeoTIFF whose bands do not look like B1 ... "
+                   "B12 in SEN12MS-CR order (named otherwise, or B10 brighter than B3)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads of each stage: decoding, S1 warping, writing and "
                    "compressing (default: every core this process may use)")
@@ -99,6 +102,7 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
             **given(a, "tile", "batch", "device", "precision", "threshold", "compress", "readers",
                     "threads"),
             s1_linear=a.s1_linear, speed=speed_options(a), progress=not a.quiet,
+            band_check=a.band_check,
         )  # fmt: skip
         shard = parse_shard(a.shard) if a.shard is not None else None
         one = plan_predict(a.s2, a.s1, a.out, weights=a.weights, mask_out=a.mask_out,
@@ -138,7 +142,8 @@ def add_mask(sub: argparse._SubParsersAction) -> None:
         from dsen2cr.scene import PredictOptions, mask_scene
 
         options = PredictOptions(**given(a, "tile", "device", "threshold", "compress", "readers",
-                                         "threads"), progress=not a.quiet)  # fmt: skip
+                                         "threads"), progress=not a.quiet,
+                                 band_check=a.band_check)  # fmt: skip
         print(json.dumps(mask_scene(a.s2, a.out, options=options, overwrite=a.overwrite)))
 
     p.set_defaults(func=run)

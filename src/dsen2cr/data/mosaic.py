@@ -12,8 +12,9 @@ patches **by their georeferencing** (never by patch number) on their common CRS 
 * where overlapping patches disagree, the first patch in the order given wins (for
   :func:`mosaic_split`, the order of the patch numbers) and the disagreement is reported: how
   many pixels, between which patches;
-* the scene is written in strips of 256 rows (one row of output blocks, each block compressed
-  once), reading from each patch only the rows in the strip, so memory is bounded by one row of
+* the scene is written in strips of 256 rows into a Cloud-Optimized GeoTIFF
+  (:class:`dsen2cr.cog.CogWriter`: each block compressed once, overviews from the blocks),
+  reading from each patch only the rows in the strip, so memory is bounded by one row of
   patches, not by the scene.
 
 :func:`mosaic_split` (``dsen2cr mosaic``) writes ``<season folder>_<roi>_s2_cloudy.tif``,
@@ -22,7 +23,10 @@ patches **by their georeferencing** (never by patch number) on their common CRS 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import itertools
+import json
 import logging
 import math
 import os
@@ -38,6 +42,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 from tqdm import tqdm
 
+from dsen2cr.cog import CogProfile, CogWriter
 from dsen2cr.data.layout import MODALITIES, SEASONS, Triplet
 from dsen2cr.data.splits import select_triplets
 from dsen2cr.errors import DataError, DSen2CRError
@@ -61,7 +66,7 @@ MOSAIC_SUFFIX = {"s2_cloudy": "_s2_cloudy.tif", "s2": "_s2.tif", "s1": "_s1.tif"
 GRID_TOLERANCE = 1e-3
 """How far (in pixels) a patch origin may be from the common grid."""
 BLOCK = 256
-"""Block size of the mosaic GeoTIFFs."""
+"""Rows of the strips a mosaic is written in (the COG's blocks are 512 x 512)."""
 
 
 def scene_name(season: str, roi: int) -> str:
@@ -222,17 +227,17 @@ def mosaic_patches(
     compress: str = "DEFLATE",
     tags: dict[str, str] | None = None,
 ) -> MosaicResult:
-    """Write the mosaic of georeferenced patches of one modality as one GeoTIFF.
+    """Write the mosaic of georeferenced patches of one modality as one Cloud-Optimized GeoTIFF.
 
     Args:
         paths: the patches (same band count and dtype), in the order that decides which patch
             wins where they disagree (the first).
-        out: output GeoTIFF (tiled 256 x 256, ``compress``, nodata 0 for integer data and NaN
-            for float data; band descriptions of the first patch).
+        out: output COG (512 x 512 blocks, ``compress``, overviews, nodata 0 for integer data
+            and NaN for float data; band descriptions of the first patch).
         grid: the scene grid (default :func:`plan_grid` of ``paths``); pass one grid to put
             several modalities on the same pixels. Every patch must lie inside it.
         overwrite: replace ``out`` if it exists.
-        compress: GeoTIFF compression.
+        compress: compression (``DEFLATE``, ``ZSTD``, ``LZW``, ``NONE``).
         tags: extra metadata tags.
 
     Returns:
@@ -242,80 +247,63 @@ def mosaic_patches(
         DataError: unreadable or non-georeferenced patches, no common grid, different band
             counts or dtypes.
         OutputExistsError: ``out`` exists and ``overwrite`` is False.
+        WriteError: the output cannot be written (nothing is left under its name).
     """
     files = [Path(p) for p in paths]
     target = guard_outputs({"out": out}, files, overwrite=overwrite)["out"]
-    g = grid if grid is not None else plan_grid(files)
-    if grid is not None:
-        own = plan_grid(files)
-        if own.crs != grid.crs or (own.transform.a, own.transform.e) != (grid.transform.a,
-                                                                         grid.transform.e):
-            raise DataError(f"the patches of {target.name} are not on the given scene grid "
-                            f"({own.crs}, {own.transform.a:g} m vs {grid.crs}, "
-                            f"{grid.transform.a:g} m)")  # fmt: skip
-        fx, fy = _pixel_offset(own.transform, grid.transform)
-        if not _whole(fx, fy):
-            raise DataError(f"the patches of {target.name} are off the given scene grid by "
-                            f"{fx:.3f}, {fy:.3f} pixels")  # fmt: skip
-        offsets = tuple((r + round(fy), c + round(fx)) for r, c in own.offsets)
-        g = Grid(g.crs, g.transform, g.width, g.height, offsets, own.sizes)
-        for f, (r, c), (h, w) in zip(files, g.offsets, g.sizes, strict=True):
-            if r < 0 or c < 0 or r + h > g.height or c + w > g.width:
-                raise DataError(f"patch {f} lies outside the scene grid")
+    g = _scene_grid(files, grid, target)
+    with bounded_gdal(), atomic_output(target) as tmp:
+        return _write_mosaic(files, g, tmp, target, compress, tags or {})
+
+
+def _scene_grid(files: list[Path], grid: Grid | None, target: Path) -> Grid:
+    """The grid of ``files``, on ``grid`` when given (checked)."""
+    if grid is None:
+        return plan_grid(files)
+    own = plan_grid(files)
+    if own.crs != grid.crs or (own.transform.a, own.transform.e) != (grid.transform.a,
+                                                                     grid.transform.e):
+        raise DataError(f"the patches of {target.name} are not on the given scene grid "
+                        f"({own.crs}, {own.transform.a:g} m vs {grid.crs}, "
+                        f"{grid.transform.a:g} m)")  # fmt: skip
+    fx, fy = _pixel_offset(own.transform, grid.transform)
+    if not _whole(fx, fy):
+        raise DataError(f"the patches of {target.name} are off the given scene grid by "
+                        f"{fx:.3f}, {fy:.3f} pixels")  # fmt: skip
+    offsets = tuple((r + round(fy), c + round(fx)) for r, c in own.offsets)
+    g = Grid(grid.crs, grid.transform, grid.width, grid.height, offsets, own.sizes)
+    for f, (r, c), (h, w) in zip(files, g.offsets, g.sizes, strict=True):
+        if r < 0 or c < 0 or r + h > g.height or c + w > g.width:
+            raise DataError(f"patch {f} lies outside the scene grid")
+    return g
+
+
+def _write_mosaic(files: list[Path], g: Grid, tmp: Path, target: Path, compress: str,
+                  tags: dict[str, str]) -> MosaicResult:  # fmt: skip
+    """Place the patches strip by strip into a COG at ``tmp`` (the staging file of ``target``)."""
     with open_raster(files[0], "patch") as src:
         count, dtype = src.count, src.dtypes[0]
-        descriptions = src.descriptions
+        descriptions = tuple(d or "" for d in src.descriptions) if any(src.descriptions) else ()
     floating = np.issubdtype(np.dtype(dtype), np.floating)
     nodata = math.nan if floating else 0
-    profile: dict[str, Any] = {
-        "driver": "GTiff", "width": g.width, "height": g.height, "count": count, "dtype": dtype,
-        "crs": g.crs, "transform": g.transform, "nodata": nodata, "tiled": True,
-        "blockxsize": BLOCK, "blockysize": BLOCK, "compress": compress,
-        "predictor": 3 if floating else 2, "interleave": "pixel", "BIGTIFF": "IF_SAFER",
-    }  # fmt: skip
+    profile = CogProfile(count=count, dtype=dtype, nodata=nodata, compress=compress.upper(),
+                         predictor=True, crs=g.crs, transform=g.transform, descriptions=descriptions,
+                         tags={"DSEN2CR_MOSAIC_PATCHES": str(len(files)), **tags})  # fmt: skip
     edges = [*range(0, g.height, BLOCK), g.height]  # strips of whole blocks: each written once
     pairs: dict[tuple[int, int], int] = {}
     covered = 0
-    with bounded_gdal(), atomic_output(target) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    with CogWriter(tmp, g.height, g.width, profile, final=target) as cog:
         for r0, r1 in itertools.pairwise(edges):
-            strip = np.full((count, r1 - r0, g.width), nodata, dtype=dtype)
-            owner = np.full((r1 - r0, g.width), -1, dtype=np.int32)
-            for i, (f, (pr, pc), (ph, pw)) in enumerate(zip(files, g.offsets, g.sizes, strict=True)):
-                if pr >= r1 or pr + ph <= r0:
-                    continue
-                with open_raster(f, "patch") as src:
-                    if src.count != count or src.dtypes[0] != dtype:
-                        raise DataError(f"patch {f} has {src.count} {src.dtypes[0]} band(s), "
-                                        f"{files[0]} {count} {dtype}")  # fmt: skip
-                    top, bottom = max(r0, pr), min(r1, pr + ph)  # the patch rows in the strip
-                    try:
-                        block = src.read(window=Window(0, top - pr, pw, bottom - top))
-                    except RasterioError as exc:
-                        raise DataError(f"cannot read patch {f}: corrupt or truncated ({exc})") from None
-                here = (slice(top - r0, bottom - r0), slice(pc, pc + pw))
-                ok = _valid(block)
-                taken = owner[here] >= 0
-                fill = ok & ~taken
-                view = strip[(slice(None), *here)]
-                view[:, fill] = block[:, fill]
-                owner[here][fill] = i
-                clash = ok & taken & _differs(view, block)
-                if clash.any():
-                    firsts, counts = np.unique(owner[here][clash], return_counts=True)
-                    for j, n in zip(firsts.tolist(), counts.tolist(), strict=True):
-                        pairs[(j, i)] = pairs.get((j, i), 0) + n
+            strip, owner = _strip(files, g, r0, r1, count, dtype, nodata, pairs)
             covered += int((owner >= 0).sum())
-            dst.write(strip, window=Window(0, r0, g.width, r1 - r0))
-        for b, desc in enumerate(descriptions, start=1):
-            if desc:
-                dst.set_band_description(b, desc)
-        dst.update_tags(DSEN2CR_MOSAIC_PATCHES=str(len(files)), **(tags or {}))
-    result = MosaicResult(
-        out=target, width=g.width, height=g.height, patches=len(files),
-        covered_fraction=covered / (g.width * g.height),
-        disagreements=[Disagreement(files[a].name, files[b].name, n)
-                       for (a, b), n in sorted(pairs.items())],
-    )  # fmt: skip
+            cog.write(strip, r0, 0)
+        result = MosaicResult(
+            out=target, width=g.width, height=g.height, patches=len(files),
+            covered_fraction=covered / (g.width * g.height),
+            disagreements=[Disagreement(files[a].name, files[b].name, n)
+                           for (a, b), n in sorted(pairs.items())],
+        )  # fmt: skip
+        cog.add_tags(DSEN2CR_MOSAIC=json.dumps({k: v for k, v in result.to_dict().items() if k != "out"}))
     if result.disagreements:
         worst = max(result.disagreements, key=lambda d: d.pixels)
         log.warning(
@@ -325,6 +313,86 @@ def mosaic_patches(
             worst.first, worst.second, worst.pixels,
         )  # fmt: skip
     return result
+
+
+def _strip(files: list[Path], g: Grid, r0: int, r1: int, count: int, dtype: str, nodata: float,
+           pairs: dict[tuple[int, int], int]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Rows ``[r0, r1)`` of the mosaic and, per pixel, the patch that gave it (-1: none);
+    disagreements are counted into ``pairs``."""
+    strip = np.full((count, r1 - r0, g.width), nodata, dtype=dtype)
+    owner = np.full((r1 - r0, g.width), -1, dtype=np.int32)
+    for i, (f, (pr, pc), (ph, pw)) in enumerate(zip(files, g.offsets, g.sizes, strict=True)):
+        if pr >= r1 or pr + ph <= r0:
+            continue
+        with open_raster(f, "patch") as src:
+            if src.count != count or src.dtypes[0] != dtype:
+                raise DataError(f"patch {f} has {src.count} {src.dtypes[0]} band(s), "
+                                f"{files[0]} {count} {dtype}")  # fmt: skip
+            top, bottom = max(r0, pr), min(r1, pr + ph)  # the patch rows in the strip
+            try:
+                block = src.read(window=Window(0, top - pr, pw, bottom - top))
+            except RasterioError as exc:
+                raise DataError(f"cannot read patch {f}: corrupt or truncated ({exc})") from None
+        here = (slice(top - r0, bottom - r0), slice(pc, pc + pw))
+        ok = _valid(block)
+        taken = owner[here] >= 0
+        fill = ok & ~taken
+        view = strip[(slice(None), *here)]
+        view[:, fill] = block[:, fill]
+        owner[here][fill] = i
+        clash = ok & taken & _differs(view, block)
+        if clash.any():
+            firsts, counts = np.unique(owner[here][clash], return_counts=True)
+            for j, n in zip(firsts.tolist(), counts.tolist(), strict=True):
+                pairs[(j, i)] = pairs.get((j, i), 0) + n
+    return strip, owner
+
+
+def _sources(paths: dict[str, list[Path]]) -> str:
+    """What a scene's mosaics are made from: a digest of its patches' names and sizes."""
+    h = hashlib.sha256()
+    for m in sorted(paths):
+        for p in paths[m]:
+            h.update(f"{m}:{p.name}:{p.stat().st_size};".encode() if p.exists() else f"{m}:{p.name};".encode())
+    return h.hexdigest()[:32]
+
+
+def _mosaic_scene(folder: Path, name: str, paths: dict[str, list[Path]]) -> dict[str, MosaicResult]:
+    """The three mosaics of one scene, renamed into place together: a scene that fails leaves
+    none of them (and the scenes before it stay, for a rerun to keep)."""
+    grid = plan_grid([p for m in MODALITIES for p in paths[m]])
+    tags = {"DSEN2CR_SCENE": name, "DSEN2CR_MOSAIC_SOURCES": _sources(paths)}
+    with bounded_gdal(), contextlib.ExitStack() as stack:
+        tmp = {m: stack.enter_context(atomic_output(folder / f"{name}{MOSAIC_SUFFIX[m]}"))
+               for m in MODALITIES}  # fmt: skip
+        return {
+            m: _write_mosaic(paths[m], _scene_grid(paths[m], grid, folder / name), tmp[m],
+                             folder / f"{name}{MOSAIC_SUFFIX[m]}", "DEFLATE",
+                             {**tags, "DSEN2CR_MODALITY": m})
+            for m in ("s2_cloudy", "s2", "s1")
+        }  # fmt: skip
+
+
+def _finished(folder: Path, name: str, paths: dict[str, list[Path]]) -> dict[str, MosaicResult] | None:
+    """The results of a scene whose three mosaics an earlier run wrote from the same patches."""
+    out: dict[str, MosaicResult] = {}
+    sources = _sources(paths)
+    for m in MODALITIES:
+        f = folder / f"{name}{MOSAIC_SUFFIX[m]}"
+        try:
+            with rasterio.open(f) as src:
+                tags = src.tags()
+        except RasterioError:
+            return None
+        if tags.get("DSEN2CR_SCENE") != name or tags.get("DSEN2CR_MOSAIC_SOURCES") != sources:
+            return None
+        try:
+            rec = json.loads(tags["DSEN2CR_MOSAIC"])
+            out[m] = MosaicResult(f, rec["width"], rec["height"], rec["patches"], rec["covered_fraction"],
+                                  [Disagreement(**d) for d in rec["disagreements"]])  # fmt: skip
+        except (KeyError, TypeError, ValueError):
+            return None
+    return out
 
 
 def _roi_groups(triplets: Sequence[Triplet]) -> dict[tuple[str, int], list[Triplet]]:
@@ -361,10 +429,13 @@ def mosaic_split(
         season: only this season (``spring``, ``summer``, ``fall``, ``winter``).
         roi: only this ROI number.
         split_file: optional split definition (see :func:`dsen2cr.data.splits.read_split_file`).
-        overwrite: replace mosaics that exist (else they are an error, before anything is
-            written).
+        overwrite: replace mosaics that exist. Without it, a scene whose three mosaics an earlier
+            run wrote from the same patches is kept (a rerun resumes), and any other existing
+            mosaic is an error, before anything is written.
         progress: show a progress bar over the scenes.
-        on_scene: called with ``(scene, {modality: result})`` after each scene is written.
+        on_scene: called with ``(scene, {modality: result})`` after each scene is written (or
+            kept). The three mosaics of a scene appear together; a scene that fails leaves none
+            of them, and the error stops the run.
 
     Returns:
         ``{scene: {modality: MosaicResult}}`` in scene order.
@@ -384,22 +455,22 @@ def mosaic_split(
         raise DSen2CRError(f"no patch of {root} matches {what}")
     groups = _roi_groups(chosen)
     folder = Path(out)
-    for s, r in groups:  # every output is checked before the first one is written
-        for m in MODALITIES:
-            guard_outputs({"out": folder / f"{scene_name(s, r)}{MOSAIC_SUFFIX[m]}"}, [root],
-                          overwrite=overwrite)  # fmt: skip
+    plans = {scene_name(s, r): {m: [Path(getattr(t, m)) for t in members] for m in MODALITIES}
+             for (s, r), members in groups.items()}  # fmt: skip
+    done = {} if overwrite else {n: _finished(folder, n, p) for n, p in plans.items()}
+    for name in plans:  # every output is checked before the first one is written
+        if done.get(name) is None:
+            for m in MODALITIES:
+                guard_outputs({"out": folder / f"{name}{MOSAIC_SUFFIX[m]}"}, [root],
+                              overwrite=overwrite)  # fmt: skip
     results: dict[str, dict[str, MosaicResult]] = {}
-    for (s, r), members in tqdm(groups.items(), desc="mosaic", unit="scene",
-                                disable=None if progress else True):  # fmt: skip
-        name = scene_name(s, r)
-        paths = {m: [getattr(t, m) for t in members] for m in MODALITIES}
-        grid = plan_grid([p for m in MODALITIES for p in paths[m]])
-        results[name] = {
-            m: mosaic_patches(paths[m], folder / f"{name}{MOSAIC_SUFFIX[m]}", grid=grid,
-                              overwrite=overwrite,
-                              tags={"DSEN2CR_SCENE": name, "DSEN2CR_MODALITY": m})
-            for m in ("s2_cloudy", "s2", "s1")
-        }  # fmt: skip
+    for name, paths in tqdm(plans.items(), desc="mosaic", unit="scene",
+                            disable=None if progress else True):  # fmt: skip
+        finished = done.get(name)
+        if finished is not None:  # written by an earlier run from the same patches: kept
+            results[name] = finished
+        else:
+            results[name] = _mosaic_scene(folder, name, paths)
         if on_scene is not None:
             on_scene(name, results[name])
     return results

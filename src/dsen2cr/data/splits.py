@@ -33,7 +33,7 @@ from dsen2cr.data.layout import (
     default_split,
     parse_flat_name,
 )
-from dsen2cr.errors import DataError, DSen2CRError
+from dsen2cr.errors import DataError, DSen2CRError, InputNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def read_split_file(
     """
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"split file {p} not found")
+        raise InputNotFoundError(f"split file not found: {p}")
     text = p.read_text()
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:
@@ -91,6 +91,8 @@ def read_split_file(
                 patch = row[col["patch"]].strip().lstrip("p")
                 out.append((_split_name(row[col["split"]], p, n), season,
                             int(row[col["roi"]]), int(patch)))  # fmt: skip
+            except DataError:  # a DataError is a ValueError too: its own message stands
+                raise
             except (IndexError, ValueError):
                 raise DataError(f"split file {p} line {n}: expected split,season,roi,patch, "
                                 f"got {row}") from None  # fmt: skip

@@ -50,7 +50,7 @@ from dsen2cr.data.index import build_index
 from dsen2cr.data.layout import SEASONS, TEST_ROIS, VAL_ROIS
 from dsen2cr.errors import DataError, OptionError
 from dsen2cr.figures import mask_composite, new_figure, rgb_composite, sar_composite, save_figure
-from dsen2cr.io import atomic_output, guard_outputs, read_raster
+from dsen2cr.io import atomic_folder, atomic_output, guard_outputs, read_raster, verify_written
 from dsen2cr.scaling import REFLECTANCE_SCALE, S2_BANDS, S2_RESOLUTION_M
 
 # --------------------------------------------------------------------------- land cover & spectra
@@ -469,8 +469,10 @@ def _write(
     }
     if compress:
         profile.update(compress=compress, predictor=2)
-    with atomic_output(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        dst.write(data)
+    with atomic_output(path) as tmp:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(data)
+        verify_written(tmp, path)
 
 
 def generate_dataset(
@@ -500,8 +502,9 @@ def generate_dataset(
         progress: show a progress bar.
         compress: GeoTIFF compression (e.g. ``"zstd"``, ``"deflate"``); default none, like the
             published files and fastest (a 256 px triplet is 3.9 MB uncompressed, 2.8 MB zstd).
-        overwrite: write into ``out`` even if it is a folder that is not empty (files of the
-            same names are replaced).
+        overwrite: write into ``out`` even if it is a folder that is not empty (files and
+            folders of the same names are replaced). The patches appear only when all are
+            written: a failed run (a full disk) leaves none.
 
     Returns:
         The output root ``Path``.
@@ -510,7 +513,14 @@ def generate_dataset(
         if value < low:
             raise OptionError(option, f"must be >= {low}, got {value}")
     root = guard_outputs({"out": out}, overwrite=overwrite, folders=["out"])["out"]
-    root.mkdir(parents=True, exist_ok=True)
+    with atomic_folder(root) as staging:  # a failed run leaves no patch behind
+        _write_rois(staging, rois, patches, size, seed, progress, compress)
+    return root
+
+
+def _write_rois(root: Path, rois: int, patches: int, size: int, seed: int, progress: bool,
+                compress: str | None) -> None:  # fmt: skip
+    """The ROIs of :func:`generate_dataset`, written into ``root``."""
     stride = max(1, size // 2)
     rows, cols = _grid(patches)
     height = (rows - 1) * stride + size
@@ -544,7 +554,6 @@ def generate_dataset(
             for mod in ("s1", "s2", "s2_cloudy"):
                 name = f"{sfull}_{mod}_{roi}_p{p + 1}.tif"
                 _write(folders[mod] / name, scene[mod][window], crs, transform, compress)
-    return root
 
 
 # --------------------------------------------------------------------------- preview

@@ -47,7 +47,7 @@ from tqdm import tqdm
 
 from dsen2cr.cloudmask import DEFAULT_THRESHOLD, binary_mask
 from dsen2cr.data.dataset import SEN12MSCR, collate, is_empty_batch
-from dsen2cr.errors import DSen2CRError, OptionError
+from dsen2cr.errors import DSen2CRError, InputNotFoundError, OptionError
 from dsen2cr.evaluation.report import IDENTITY, UNITS, csv_value, json_value
 from dsen2cr.evaluation.scenes import evaluate_scenes
 from dsen2cr.figures import band_nrmse_plot, example_grid, pick_examples
@@ -104,7 +104,7 @@ def _open_split(
     data_root: Path, split: str, split_file: str | os.PathLike[str] | None
 ) -> SEN12MSCR:
     if not data_root.exists():
-        raise DSen2CRError(f"data folder not found: {data_root}")
+        raise InputNotFoundError(f"data folder not found: {data_root}")
     if not data_root.is_dir():
         raise DSen2CRError(f"data root {data_root} is not a folder")
     ds = SEN12MSCR(data_root, split=split, crop_size=None, augment=False, split_file=split_file)

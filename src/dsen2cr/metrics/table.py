@@ -3,17 +3,23 @@
 Rows of a table may only be compared when their metrics were computed under the same
 :class:`~dsen2cr.metrics.Protocol`; :func:`format_table1` refuses to put rows of different
 protocols side by side.
+
+:func:`read_result` reads the ``metrics.json`` of ``dsen2cr evaluate`` for a table and checks its
+shape (:func:`check_result`), so that a wrong file is one clear error, not a crash half-way.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from dsen2cr.errors import DSen2CRError
-from dsen2cr.metrics.protocols import DEFAULT_PROTOCOL, get_protocol
+from dsen2cr.errors import DataError, DSen2CRError, InputNotFoundError
+from dsen2cr.metrics.protocols import DEFAULT_PROTOCOL, get_protocol, protocol_names
 
 __all__ = [
     "PAPER_PROTOCOL",
@@ -21,7 +27,9 @@ __all__ = [
     "TABLE1_COLUMNS",
     "MixedProtocolsError",
     "TableColumn",
+    "check_result",
     "format_table1",
+    "read_result",
     "row_protocol",
 ]
 
@@ -123,7 +131,7 @@ def format_table1(rows: Mapping[str, Mapping[str, Any]]) -> str:
         detail = "; ".join(f"{p}: {', '.join(n)}" for p, n in sorted(groups.items()))
         raise MixedProtocolsError(
             "refusing to put results of different metric protocols side by side "
-            f"({detail}); evaluate them again with one --protocol"
+            f"({detail}); evaluate them again with one {{protocol}}", protocol=None
         )
     header = ["Method"]
     for col in TABLE1_COLUMNS:
@@ -144,3 +152,108 @@ def _cell(value: float, fmt: str) -> str:
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     return format(value, fmt)
+
+
+# --------------------------------------------------------------------------- evaluation results
+def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read the ``metrics.json`` of ``dsen2cr evaluate`` for a table, its shape checked.
+
+    Args:
+        path: the ``metrics.json`` file, or the evaluation's output folder holding it.
+
+    Returns:
+        The parsed result (``{"models": {name: {metric: value}}, "protocol": ...}``).
+
+    Raises:
+        DataError: the file is missing, not JSON, or not of the shape :func:`check_result`
+            accepts (the file and the problem are named).
+    """
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "metrics.json").is_file():
+            raise DataError(f"folder {p} holds no metrics.json (expected a metrics.json of "
+                            "dsen2cr evaluate or the folder it wrote)")  # fmt: skip
+        p = p / "metrics.json"
+    if not p.is_file():
+        raise InputNotFoundError(f"evaluation result not found: {p}")
+    not_json = DataError(f"{p} is not a JSON file (expected the metrics.json of dsen2cr evaluate)")
+    try:
+        with open(p, "rb") as fh:  # binary data (a GeoTIFF...) is refused before it is read whole
+            head = fh.read(1 << 16)
+            looks_json = b"\0" not in head  # no NUL in JSON text; most binary files have one
+            raw = head + fh.read() if looks_json else b""
+    except OSError as exc:
+        raise DataError(f"cannot read evaluation result {p}: {exc.strerror or exc}") from None
+    if not looks_json:
+        raise not_json
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise not_json from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise DataError(f"{p} is not valid JSON ({exc}); expected the metrics.json of dsen2cr "
+                        "evaluate") from None  # fmt: skip
+    return check_result(data, p)
+
+
+def check_result(data: Any, source: str | os.PathLike[str]) -> dict[str, Any]:
+    """Check that ``data`` has the shape of an evaluation result a table is made of.
+
+    Accepted: a JSON object with ``"models"``, an object of at least one model name -> an
+    object of metrics in which every Table 1 key present (:data:`TABLE1_COLUMNS`) is a number
+    or null, at least one of them present; and an optional ``"protocol"``, a known protocol
+    name or an object whose ``"name"`` is one. Other entries (``band_nrmse``, ``weights``...)
+    are not looked at.
+
+    Args:
+        data: the parsed ``metrics.json``.
+        source: its file, named in the errors.
+
+    Returns:
+        ``data``.
+
+    Raises:
+        DataError: a shape other than the accepted one (the first problem is named).
+    """
+
+    def refuse(problem: str) -> DataError:
+        return DataError(f"{source} is not the metrics.json of dsen2cr evaluate: {problem}")
+
+    if not isinstance(data, dict):
+        raise refuse(f"it holds a JSON {_json_type(data)}, not an object")
+    models = data.get("models")
+    if models is None:
+        raise refuse("it has no 'models' object")
+    if not isinstance(models, dict):
+        raise refuse(f"its 'models' is a JSON {_json_type(models)}, not an object")
+    if not models:
+        raise refuse("its 'models' lists no model")
+    keys = [c.key for c in TABLE1_COLUMNS]
+    for name, entry in models.items():
+        if not isinstance(entry, dict):
+            raise refuse(f"model {name!r} is a JSON {_json_type(entry)}, not an object of metrics")
+        if not any(k in entry for k in keys):
+            raise refuse(f"model {name!r} has none of the metrics of Table 1 ({', '.join(keys)})")
+        for k in keys:
+            v = entry.get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise refuse(f"model {name!r} has {k} = {json.dumps(v)[:40]}, not a number")
+    proto = data.get("protocol", DEFAULT_PROTOCOL)
+    name = proto.get("name", DEFAULT_PROTOCOL) if isinstance(proto, dict) else proto
+    if not isinstance(name, str) or name.strip().lower() not in protocol_names():
+        raise refuse(f"its protocol {json.dumps(name)[:40]} is not one of "
+                     f"{', '.join(protocol_names())}")  # fmt: skip
+    return data
+
+
+def _json_type(value: Any) -> str:
+    """The JSON type name of a parsed value (``list`` -> ``array``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return {dict: "object", list: "array", str: "string", int: "number", float: "number"}.get(
+        type(value), type(value).__name__
+    )

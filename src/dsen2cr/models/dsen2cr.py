@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from dsen2cr.models.weights import (
+    ConfigBound,
     WeightRecord,
     build_strict,
     load_weights,
@@ -64,9 +65,19 @@ class DSen2CR(nn.Module):
         training_info: free-form description of how the weights were made (loss, data, source),
             stored in the weight file's metadata by :meth:`save_pretrained`.
         name: a short name of the weights (the run name or file stem when loaded).
+        config_bounds: what a weight file may record (checked before anything is built):
+            ``features`` 1..4096, ``blocks`` 0..1024, ``sar_channels`` 0..1024,
+            ``optical_channels`` 1..1024 (integers), ``res_scale`` a finite number.
     """
 
     architecture: ClassVar[str] = "DSen2CR"
+    config_bounds: ClassVar[dict[str, ConfigBound]] = {
+        "features": ConfigBound(int, 1, 4096),
+        "blocks": ConfigBound(int, 0, 1024),
+        "res_scale": ConfigBound(float),
+        "sar_channels": ConfigBound(int, 0, 1024),
+        "optical_channels": ConfigBound(int, 1, 1024),
+    }
 
     def __init__(
         self,
@@ -168,7 +179,8 @@ class DSen2CR(nn.Module):
     @classmethod
     def from_record(cls, record: WeightRecord) -> DSen2CR:
         """The network of a weight record (:func:`dsen2cr.models.weights.read_weights`)."""
-        return build_strict(record, cls, lambda m: m)  # type: ignore[return-value]
+        model = build_strict(record, cls, lambda m: m, cls.config_bounds)
+        return model  # type: ignore[return-value]
 
     def save_pretrained(
         self, path: str | os.PathLike[str], training_info: dict[str, Any] | None = None

@@ -39,7 +39,7 @@ import h5py
 import numpy as np
 import torch
 
-from dsen2cr.errors import WeightsError
+from dsen2cr.errors import WeightsError, WeightsNotFoundError
 from dsen2cr.scaling import NORMALIZATION
 
 DEFAULT_RES_SCALE = 0.1
@@ -261,7 +261,7 @@ def read_keras(
     """
     p = Path(path)
     if not p.is_file():
-        raise WeightsError(f"Keras weight file not found: {p}")
+        raise WeightsNotFoundError(f"Keras weight file not found: {p}")
     try:
         f = h5py.File(p, "r")
     except OSError as exc:

@@ -32,6 +32,7 @@ from torch import nn
 
 from dsen2cr import scaling
 from dsen2cr.models.weights import (
+    ConfigBound,
     WeightRecord,
     build_strict,
     load_weights,
@@ -117,7 +118,20 @@ class UNetGenerator(nn.Module):
         ngf: feature maps of the outermost level (64).
         num_downs: number of down-sampling levels (8 for 256 x 256; fewer for small crops).
         dropout: use dropout in the decoder, as pix2pix.
+
+    Attributes:
+        config_bounds: what a weight file may record (checked before anything is built):
+            ``in_channels`` and ``out_channels`` 1..1024, ``ngf`` 1..4096, ``num_downs`` 2..16
+            (integers), ``dropout`` true or false.
     """
+
+    config_bounds: ClassVar[dict[str, ConfigBound]] = {
+        "in_channels": ConfigBound(int, 1, 1024),
+        "out_channels": ConfigBound(int, 1, 1024),
+        "ngf": ConfigBound(int, 1, 4096),
+        "num_downs": ConfigBound(int, 2, 16),
+        "dropout": ConfigBound(bool),
+    }
 
     def __init__(
         self,
@@ -291,7 +305,7 @@ class Pix2PixPredictor(nn.Module):
     @classmethod
     def from_record(cls, record: WeightRecord) -> Pix2PixPredictor:
         """The predictor of a weight record holding a generator."""
-        gen = build_strict(record, UNetGenerator, lambda m: m)
+        gen = build_strict(record, UNetGenerator, lambda m: m, UNetGenerator.config_bounds)
         return cls(gen, record.info)  # type: ignore[arg-type]
 
     def save_pretrained(

@@ -21,12 +21,23 @@ Networks say how they are saved and rebuilt by registering their class
 :class:`dsen2cr.models.Pix2PixPredictor` (``"Pix2PixUNet"``, the pix2pix generator) are
 registered when :mod:`dsen2cr.models` is imported. Lightning is never imported here: reading a
 weight file is cheap.
+
+A weight file is not trusted to describe its own network honestly. Before a network is built
+(:func:`build_strict`), the recorded configuration is checked against the class's documented
+bounds (:class:`ConfigBound`, e.g. ``features`` 1..4096), the network is built on PyTorch's
+``meta`` device (shapes only, nothing allocated), and every tensor name and shape of that
+skeleton is compared with the file's tensors: a configuration that does not fit the tensors
+(forged metadata claiming ``features=1000000``) is one :class:`WeightsError` naming the first
+mismatch, never an attempt to allocate what it claims. Only then is the real network built, its
+size bounded by the tensors actually in the file. A file that is none of the formats above (a
+GeoTIFF given as weights) is refused as such, by its first bytes, before a reader parses it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import pickle
 from collections.abc import Callable, Mapping
@@ -39,7 +50,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from dsen2cr.errors import WeightsError, first_line
+from dsen2cr.errors import WeightsError, WeightsNotFoundError, first_line
 from dsen2cr.io import atomic_output, guard_outputs
 from dsen2cr.models.keras import read_keras
 
@@ -48,7 +59,9 @@ __all__ = [
     "CHECKPOINT_KEY",
     "FORMAT_VERSION",
     "KERAS_SUFFIXES",
+    "ConfigBound",
     "WeightRecord",
+    "check_config",
     "convert_weights",
     "count_parameters",
     "describe_weights",
@@ -112,22 +125,75 @@ def weight_format(path: str | os.PathLike[str]) -> str:
 
 
 # --------------------------------------------------------------------------- reading
-def _read_safetensors(p: Path) -> WeightRecord:
+_NOT_WEIGHTS = (
+    "dsen2cr reads native .safetensors, the authors' Keras .hdf5/.h5 and training .ckpt files"
+)
+_MAGIC = (
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file: Keras weights are read from files named .hdf5 or .h5"),
+    (b"PK\x03\x04", "a zip archive: training checkpoints are read from files named .ckpt"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"II+\x00", "a BigTIFF image"),
+    (b"\x89PNG", "a PNG image"),
+)
+
+
+def _check_signature(p: Path, kind: str, required: bool = False) -> None:
+    """Refuse a file whose first bytes are not those of a ``kind`` file (``"safetensors"`` or
+    ``"checkpoint"``; Keras files are checked by their HDF5 reader), naming what it is when its
+    first bytes say. ``required``: the caller asked for that format (resuming training needs a
+    checkpoint), so the other formats are not offered."""
     try:
-        with safe_open(str(p), framework="pt") as f:
+        with open(p, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise WeightsError(f"cannot read weight file {p}: {exc.strerror or exc}") from None
+    if kind == "safetensors":
+        # an 8-byte little-endian header length (safetensors allows at most 100 MB), then "{"
+        n = int.from_bytes(head[:8], "little")
+        ok = len(head) > 8 and 2 <= n <= 100_000_000 and head[8:9] == b"{"
+    else:  # torch.save: a zip archive, or a pickle (protocol 2-5) in the legacy format
+        pickled = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+        ok = head.startswith(b"PK\x03\x04") or pickled
+    if ok:
+        return
+    what = next((f" (it is {name})" for magic, name in _MAGIC if head.startswith(magic)), "")
+    if kind == "checkpoint":
+        detail = "a training checkpoint" if required else "a weight file"
+        raise WeightsError(f"cannot read checkpoint {p}: it is not {detail}{what}"
+                           + ("" if required else f"; {_NOT_WEIGHTS}"))  # fmt: skip
+    raise WeightsError(f"{p} is not a weight file{what}; {_NOT_WEIGHTS}")
+
+
+def _json_object(p: Path, meta: Mapping[str, str], key: str, default: str) -> dict[str, Any]:
+    """The metadata entry ``key`` of a safetensors file, which must be a JSON object."""
+    try:
+        value = json.loads(meta.get(key, default))
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{p} has corrupt metadata: {key} is not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise WeightsError(f"{p} has corrupt metadata: {key} is not a JSON object")
+    return value
+
+
+def _read_safetensors(p: Path) -> WeightRecord:
+    _check_signature(p, "safetensors")
+    try:
+        with safe_open(str(p), framework="pt") as f:  # the header alone: no tensor is read
             meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"cannot read weight file {p}: {exc}") from None
     arch = meta.get("architecture")
     if arch is None or "config" not in meta:
         missing = "architecture" if arch is None else "config"
         raise WeightsError(f"{p} is not a dsen2cr weight file (its metadata has no {missing})")
+    config = _json_object(p, meta, "config", "{}")
+    info = _json_object(p, meta, "training", "{}")
     try:
-        config = json.loads(meta["config"])
-        info = json.loads(meta.get("training", "{}"))
-    except json.JSONDecodeError as exc:
-        raise WeightsError(f"{p} has corrupt metadata: {exc}") from None
+        with safe_open(str(p), framework="pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"cannot read weight file {p}: {exc}") from None
     return WeightRecord(arch, config, state, info, p, "safetensors")
 
 
@@ -142,7 +208,8 @@ def _legacy_network_record(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {"architecture": "DSen2CR", "config": config, "prefix": "model."}
 
 
-def _read_checkpoint(p: Path) -> WeightRecord:
+def _read_checkpoint(p: Path, required: bool = False) -> WeightRecord:
+    _check_signature(p, "checkpoint", required)
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's multi-paragraph advice: keep the cause
@@ -164,18 +231,23 @@ def _read_checkpoint(p: Path) -> WeightRecord:
                 raise KeyError("config")
             record = _legacy_network_record(cfg)
         prefix = str(record["prefix"])
-        arch, config = str(record["architecture"]), dict(record["config"])
+        arch, config = str(record["architecture"]), record["config"]
+        if not isinstance(config, dict):
+            raise TypeError("config")
     except (KeyError, TypeError, ValueError):
         raise WeightsError(f"{p} is not a dsen2cr training checkpoint (no network record)") from None
-    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items()
+             if isinstance(k, str) and k.startswith(prefix)}  # fmt: skip
+    out = cfg.get("out") if isinstance(cfg, Mapping) else None
     name = (record.get("name") if isinstance(record, Mapping) else None) or (
-        ((cfg or {}).get("out") or {}).get("name") if isinstance(cfg, Mapping) else None
+        out.get("name") if isinstance(out, Mapping) else None
     )
+    epoch, step = ckpt.get("epoch", -1), ckpt.get("global_step", 0)
     info: dict[str, Any] = {
         "name": str(name or p.stem),
         "checkpoint": p.name,
-        "epochs": int(ckpt.get("epoch", -1)) + 1,
-        "global_step": int(ckpt.get("global_step", 0)),
+        "epochs": epoch + 1 if isinstance(epoch, int) else 0,
+        "global_step": step if isinstance(step, int) else 0,
     }
     if isinstance(cfg, Mapping):
         info["config"] = dict(cfg)
@@ -191,17 +263,20 @@ def read_weights(path: str | os.PathLike[str], format: str | None = None) -> Wei
             :func:`weight_format`).
 
     Raises:
-        WeightsError: the file is missing, unreadable, or not a dsen2cr / DSen2-CR weight file.
+        WeightsError: the file is missing, a folder, unreadable, of none of the formats read, or
+            not a dsen2cr / DSen2-CR weight file.
     """
     p = Path(path)
+    if p.is_dir():
+        raise WeightsError(f"weights {p} is a folder, expected a weight file; {_NOT_WEIGHTS}")
     if not p.is_file():
-        raise WeightsError(f"weight file not found: {p}")
+        raise WeightsNotFoundError(f"weight file not found: {p}")
     kind = format or weight_format(p)
     if kind == "keras":
         config, state, info = read_keras(p)
         return WeightRecord("DSen2CR", config, state, info, p, "keras")
     if kind == "checkpoint":
-        return _read_checkpoint(p)
+        return _read_checkpoint(p, required=format is not None)
     return _read_safetensors(p)
 
 
@@ -245,20 +320,115 @@ def load_weights(
     return model.to(map_location).eval()
 
 
+@dataclass(frozen=True)
+class ConfigBound:
+    """The values a weight file may record for one constructor argument of a network.
+
+    Attributes:
+        kind: ``int``, ``float`` (an integer is accepted too) or ``bool``.
+        low: the least value accepted (ints and floats).
+        high: the largest value accepted (ints and floats).
+    """
+
+    kind: type
+    low: float = -math.inf
+    high: float = math.inf
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value`` (None when it is accepted)."""
+        if self.kind is bool:
+            return None if isinstance(value, bool) else "must be true or false"
+        numeric = (int,) if self.kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, numeric):
+            return "must be an integer" if self.kind is int else "must be a number"
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        if not self.low <= value <= self.high:
+            return f"must be between {self.low:g} and {self.high:g}"
+        return None
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """``value`` as JSON for a message, cut to about ``limit`` characters."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_config(record: WeightRecord, bounds: Mapping[str, ConfigBound]) -> None:
+    """Check a recorded configuration against its class's bounds, before anything is built.
+
+    Args:
+        record: the weight record.
+        bounds: constructor argument -> its :class:`ConfigBound` (every argument a file may
+            record; arguments it leaves out take the constructor's defaults).
+
+    Raises:
+        WeightsError: a key that is not a constructor argument, or a value of the wrong type or
+            out of bounds (the first one is named).
+    """
+    where = f"{record.path} records an invalid {record.architecture} configuration"
+    if not isinstance(record.config, dict):
+        raise WeightsError(f"{where}: it is not an object of constructor arguments")
+    for key, value in record.config.items():
+        bound = bounds.get(key)
+        if bound is None:
+            known = ", ".join(bounds)
+            raise WeightsError(f"{where}: unknown key {_short(str(key))} (known: {known})")
+        problem = bound.problem(value)
+        if problem is not None:
+            raise WeightsError(f"{where}: {key}={_short(value)} {problem}")
+
+
+def _check_shapes(record: WeightRecord, expected: Mapping[str, torch.Tensor]) -> None:
+    """Compare the tensors a configuration needs (``expected``, from a ``meta`` skeleton) with
+    the file's, name by name and shape by shape; the first mismatch is a WeightsError."""
+    config = ", ".join(f"{k}={v}" for k, v in record.config.items())
+    where = (f"weights in {record.path} do not fit their recorded {record.architecture} "
+             f"configuration ({config})")  # fmt: skip
+    for key, tensor in expected.items():
+        got = record.state.get(key)
+        if got is None:
+            raise WeightsError(f"{where}: it needs a tensor {key}, which the file does not have")
+        if not isinstance(got, torch.Tensor):
+            raise WeightsError(f"{where}: the file's {key} is not a tensor")
+        if tuple(got.shape) != tuple(tensor.shape):
+            raise WeightsError(f"{where}: it needs {key} of shape {tuple(tensor.shape)}, the "
+                               f"file's has shape {tuple(got.shape)}")  # fmt: skip
+    extra = sorted(str(k) for k in record.state if k not in expected)
+    if extra:
+        raise WeightsError(f"{where}: the file has a tensor {_short(extra[0])} it does not use")
+
+
 def build_strict(
-    record: WeightRecord, build: Callable[..., nn.Module], target: Callable[[nn.Module], nn.Module]
+    record: WeightRecord,
+    build: Callable[..., nn.Module],
+    target: Callable[[nn.Module], nn.Module],
+    bounds: Mapping[str, ConfigBound],
 ) -> nn.Module:
     """Build ``build(**record.config)`` and load ``record.state`` strictly into ``target(model)``.
 
     The one place where a recorded configuration and state dict become a network; any mismatch
-    is a :class:`WeightsError` naming the file.
+    is a :class:`WeightsError` naming the file. Nothing is allocated for a configuration that
+    does not fit the file's tensors (see the module docs): :func:`check_config` first, then the
+    network is built on the ``meta`` device and its state dict compared with the file's; the
+    real network is built last.
+
+    Args:
+        record: the weight record (:func:`read_weights`).
+        build: the network class (or a factory) taking the recorded configuration.
+        target: the module of the built network whose state dict the file holds.
+        bounds: the accepted configuration values (:func:`check_config`).
     """
+    check_config(record, bounds)
     try:
-        model = build(**record.config)
+        with torch.device("meta"):  # shapes only: no memory, whatever the configuration says
+            skeleton = build(**record.config)
     except (TypeError, ValueError) as exc:
         raise WeightsError(
             f"{record.path} records an invalid {record.architecture} configuration: {exc}"
         ) from None
+    _check_shapes(record, target(skeleton).state_dict())
+    model = build(**record.config)
     try:
         target(model).load_state_dict(record.state, strict=True)
     except RuntimeError as exc:

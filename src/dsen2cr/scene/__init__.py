@@ -5,8 +5,8 @@
 * :mod:`dsen2cr.scene.tiling` - exact tiling with a receptive-field halo;
 * :mod:`dsen2cr.scene.inputs` - tile windows from files (block-aligned row chunks) or arrays;
 * :mod:`dsen2cr.scene.pipeline` - reader threads -> network / mask -> writer threads;
-* :mod:`dsen2cr.scene.writers`, :mod:`dsen2cr.scene.cog` (and :mod:`dsen2cr.scene.tiff`) - COGs
-  written block by block as tiles arrive, previews, arrays;
+* :mod:`dsen2cr.scene.writers` - the sinks: COGs written block by block as tiles arrive
+  (:mod:`dsen2cr.cog`), previews, arrays;
 * :mod:`dsen2cr.scene.network` - :func:`load_network`: a network loaded once per process;
 * :mod:`dsen2cr.scene.run` - :func:`run_scene`, the one scene run, its options and tags;
 * :mod:`dsen2cr.scene.predict` - :func:`predict` (``dsen2cr predict``) and :func:`predict_array`;

@@ -16,6 +16,10 @@ to run for days on a cluster without supervision:
   (:meth:`PredictOptions.fingerprint`) and the same inputs (by file name), as recorded in their
   GeoTIFF metadata, is skipped; ``overwrite`` redoes it. An output made otherwise is never
   replaced without ``overwrite``: that scene fails with the reason.
+* **One process per scene.** Each scene is claimed before it is predicted
+  (:mod:`dsen2cr.scene.claims`): a second launch of the same batch on the same folder (a job
+  resubmitted while the first still runs) skips the scenes another live process is predicting
+  (status ``busy``) and takes the others.
 * **Failures stay local.** A scene that fails is reported with its one-line reason and the rest
   go on; :attr:`BatchResult.ok` is False at the end (``dsen2cr predict`` exits with status 1).
 * **Manifest and progress.** Every process appends one JSON line per scene to the manifest
@@ -42,6 +46,7 @@ import torch.multiprocessing as mp
 from dsen2cr.errors import DataError, DSen2CRError, OptionError, one_line
 from dsen2cr.io import file_identity, guard_outputs
 from dsen2cr.models import load_weights
+from dsen2cr.scene.claims import Claims
 from dsen2cr.scene.launch import Shard, shard_from_env
 from dsen2cr.scene.manifest import Manifest
 from dsen2cr.scene.network import LoadedNetwork, load_network
@@ -108,9 +113,10 @@ def plan_batch(
     names: dict[str, Path] = {}
     for p in scenes:
         if p.name in names:
-            hint = "give each its own out in the pairs file" if pairs else "give outputs in a --pairs file"
+            hint = "give each its own out in the {pairs} file" if pairs else "give outputs in a {pairs} file"
             raise DataError(f"{p.s2} and {names[p.name]} would both write outputs named "
-                            f"{p.name!r} (prediction, mask, preview, manifest record); {hint}")  # fmt: skip
+                            f"{p.name!r} (prediction, mask, preview, manifest record); {hint}",
+                            pairs=None)  # fmt: skip
         names[p.name] = p.s2
     return scenes
 
@@ -208,7 +214,7 @@ def _megapixels(path: Path) -> float | None:
 def _progress(shard: Shard, k: int, n: int, rec: dict[str, Any], quiet: bool) -> None:
     if quiet:
         return
-    tail = f"in {rec['seconds']:.1f} s" if rec["status"] != "failed" else f"- {rec['error']}"
+    tail = f"- {rec['error']}" if rec["status"] in ("failed", "busy") else f"in {rec['seconds']:.1f} s"
     if rec["status"] == "done" and rec.get("megapixels"):
         tail += f" ({rec['megapixels'] / max(rec['seconds'], 1e-9):.2f} MP/s)"
     print(f"{shard.prefix} {k}/{n} {rec['scene']}: {rec['status']} {tail}", file=sys.stderr, flush=True)
@@ -237,7 +243,6 @@ def _run_share(
                 "device": opts.device, "weights": str(weights),
                 "scenes": [p.name for p in mine]})  # fmt: skip
     network = load_network(network or weights, opts.device, opts.speed)
-    uses_sar = network.uses_sar
     if s1_candidates is not None and mine:
         matched = pair_by_footprint([p.s2 for p in mine], s1_candidates)
         mine = [replace(m, out=p.out) for m, p in zip(matched, mine, strict=True)]
@@ -249,46 +254,66 @@ def _run_share(
                           file=sys.stderr, flush=True)  # fmt: skip
     records = []
     t_start = time.perf_counter()
-    for k, pair in enumerate(mine, start=1):
-        t0 = time.perf_counter()
-        outs = _outputs(pair, out_dir, mask_dir, preview_dir)
-        rec: dict[str, Any] = {"scene": pair.name, "status": "failed", "seconds": 0.0,
-                               "megapixels": None, "out": str(outs.out), "error": None,
-                               "rank": shard.index, "host": shard.host, "s2": str(pair.s2),
-                               "s1": str(pair.s1) if pair.s1 else None}  # fmt: skip
-        try:
-            if pair.error:
-                raise DSen2CRError(pair.error)
-            if uses_sar and pair.s1 is None:
-                raise DSen2CRError(f"no S1 for this scene: {pair.note or 'none given'}")
-            s1 = pair.s1 if uses_sar else None
-            state, reason = ("missing", "") if overwrite else _existing(outs, pair, s1, network, opts)
-            if state == "other":
-                raise DSen2CRError(f"{reason}: add --overwrite to replace it")
-            if state == "complete":
-                rec.update(status="skipped", megapixels=_megapixels(outs.out))
-            else:
-                summary = run_scene(pair.s2, s1, network, SceneOutputs(outs.out, outs.mask, outs.preview),
-                                    opts, overwrite=overwrite or state == "partial")  # fmt: skip
-                rec.update(status="done", megapixels=summary["width"] * summary["height"] / 1e6)
-        except (DSen2CRError, OSError, rasterio.errors.RasterioError) as exc:
-            rec["error"] = one_line(exc)
-        except Exception as exc:  # a bug must not stop the other scenes either
-            rec["error"] = f"{type(exc).__name__}: {one_line(exc)}"
+    with Claims() as claims:
+        for k, pair in enumerate(mine, start=1):
+            outs = _outputs(pair, out_dir, mask_dir, preview_dir)
+            rec = _scene(pair, outs, network, opts, overwrite, shard, claims, log)
+            records.append(rec)
+            _progress(shard, k, len(mine), rec, quiet)
+    if not quiet:
+        counts = {s: sum(r["status"] == s for r in records) for s in ("done", "skipped", "busy", "failed")}
+        print(f"{shard.prefix} finished {len(records)} scene(s) in "
+              f"{time.perf_counter() - t_start:.1f} s: "
+              + ", ".join(f"{s} {n}" for s, n in counts.items() if n or s != "busy")
+              + f"; manifest {manifest}", file=sys.stderr, flush=True)  # fmt: skip
+    return records
+
+
+def _scene(pair: Pair, outs: _Outputs, network: LoadedNetwork, opts: PredictOptions,
+           overwrite: bool, shard: Shard, claims: Claims, log: Manifest) -> dict[str, Any]:  # fmt: skip
+    """Predict (or skip) one scene of the share and log its manifest record."""
+    t0 = time.perf_counter()
+    rec: dict[str, Any] = {"scene": pair.name, "status": "failed", "seconds": 0.0,
+                           "megapixels": None, "out": str(outs.out), "error": None,
+                           "rank": shard.index, "host": shard.host, "s2": str(pair.s2),
+                           "s1": str(pair.s1) if pair.s1 else None}  # fmt: skip
+    with claims.claim(outs.out) as holder:
+        if holder is not None:  # another launch predicts it right now
+            rec.update(status="busy", error=f"being predicted by {holder.get('host')} "
+                                            f"process {holder.get('pid')}")  # fmt: skip
+        else:
+            _predict_scene(pair, outs, network, opts, overwrite, rec)
         rec["seconds"] = round(time.perf_counter() - t0, 3)
-        try:
+        try:  # logged while the claim is held: a "busy" line of another launch comes before
             log.append(rec)
         except OSError as exc:  # the scenes still go on; the record is returned and printed
-            print(f"warning: cannot append to the manifest {manifest}: {one_line(exc)}",
+            print(f"warning: cannot append to the manifest {log.path}: {one_line(exc)}",
                   file=sys.stderr, flush=True)  # fmt: skip
-        records.append(rec)
-        _progress(shard, k, len(mine), rec, quiet)
-    if not quiet:
-        counts = {s: sum(r["status"] == s for r in records) for s in ("done", "skipped", "failed")}
-        print(f"{shard.prefix} finished {len(records)} scene(s) in "
-              f"{time.perf_counter() - t_start:.1f} s: done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']}; "
-              f"manifest {manifest}", file=sys.stderr, flush=True)  # fmt: skip
-    return records
+    return rec
+
+
+def _predict_scene(pair: Pair, outs: _Outputs, network: LoadedNetwork, opts: PredictOptions,
+                   overwrite: bool, rec: dict[str, Any]) -> None:  # fmt: skip
+    """Predict one claimed scene unless its outputs are complete; fills ``rec``."""
+    try:
+        if pair.error:
+            raise DSen2CRError(pair.error)
+        if network.uses_sar and pair.s1 is None:
+            raise DSen2CRError(f"no S1 for this scene: {pair.note or 'none given'}")
+        s1 = pair.s1 if network.uses_sar else None
+        state, reason = ("missing", "") if overwrite else _existing(outs, pair, s1, network, opts)
+        if state == "other":
+            raise DSen2CRError(f"{reason}: add {{overwrite}} to replace it", overwrite=True)
+        if state == "complete":
+            rec.update(status="skipped", megapixels=_megapixels(outs.out))
+        else:
+            summary = run_scene(pair.s2, s1, network, SceneOutputs(outs.out, outs.mask, outs.preview),
+                                opts, overwrite=overwrite or state == "partial")  # fmt: skip
+            rec.update(status="done", megapixels=summary["width"] * summary["height"] / 1e6)
+    except (DSen2CRError, OSError, rasterio.errors.RasterioError) as exc:
+        rec["error"] = one_line(exc)
+    except Exception as exc:  # a bug must not stop the other scenes either
+        rec["error"] = f"{type(exc).__name__}: {one_line(exc)}"
 
 
 def _local_worker(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
@@ -395,8 +420,8 @@ def predict_batch(
 
 def _check_sar(uses_sar: bool, sar_given: bool) -> None:
     if uses_sar and not sar_given:
-        raise DSen2CRError("the weights use SAR (sar_channels=2): give the S1 images (s1) or "
-                           "a pairs file (pairs)")  # fmt: skip
+        raise DSen2CRError("the weights use SAR (sar_channels=2): give the S1 images ({s1}) or "
+                           "a pairs file ({pairs})", s1=None, pairs=None)  # fmt: skip
 
 
 def plan_predict(

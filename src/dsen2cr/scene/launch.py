@@ -15,6 +15,13 @@ process's place comes from, in this order:
 5. otherwise: the only process, share 0 of 1.
 
 Share ``k`` of ``n`` is every scene whose position ``i`` in the sorted list has ``i % n == k``.
+
+A launcher variable that is read must hold what its launcher writes, else the process stops with
+an :class:`~dsen2cr.errors.OptionError` instead of predicting every scene: ranks, ids and local
+ranks are integers >= 0, world sizes and task counts integers >= 1, and the variables come in
+their pairs (``RANK`` with ``WORLD_SIZE``, ``SLURM_ARRAY_TASK_ID`` with
+``SLURM_ARRAY_TASK_COUNT``). An empty variable counts as unset. Variables of a launcher that does
+not apply (``SLURM_PROCID`` outside a job step) are not read.
 """
 
 from __future__ import annotations
@@ -90,9 +97,29 @@ def parse_shard(text: str) -> Shard:
     return Shard(int(m[1]), int(m[2]), None, "--shard")
 
 
-def _int(env: Mapping[str, str], name: str) -> int | None:
+def _int(env: Mapping[str, str], name: str, least: int = 0) -> int | None:
+    """The integer in the variable ``name`` (None when it is unset or empty).
+
+    Raises:
+        OptionError: the value is not an integer >= ``least``.
+    """
     value = env.get(name, "").strip()
-    return int(value) if value.isdigit() else None
+    if not value:
+        return None
+    if not value.isascii() or not value.isdigit() or int(value) < least:
+        raise OptionError("shard", f"cannot be taken from the launcher: {name}={value!r} is not "
+                          f"an integer >= {least}")  # fmt: skip
+    return int(value)
+
+
+def _pair(env: Mapping[str, str], first: str, second: str) -> tuple[int, int] | None:
+    """The index in ``first`` (>= 0) and the count in ``second`` (>= 1), both or neither set."""
+    index, count = _int(env, first), _int(env, second, least=1)
+    if (index is None) != (count is None):
+        given, missing = (first, second) if count is None else (second, first)
+        raise OptionError("shard", f"cannot be taken from the launcher: {given} is set but "
+                          f"{missing} is not")  # fmt: skip
+    return None if index is None or count is None else (index, count)
 
 
 def shard_from_env(env: Mapping[str, str] | None = None, explicit: Shard | None = None) -> Shard:
@@ -103,24 +130,29 @@ def shard_from_env(env: Mapping[str, str] | None = None, explicit: Shard | None 
         explicit: an explicit shard (``--shard``), which wins over every variable.
 
     Raises:
-        OptionError: inconsistent launcher variables (a rank not below the world size).
+        OptionError: a launcher variable that is malformed (not an integer, a negative rank, a
+            world size or task count below 1), set without its pair, or inconsistent with the
+            others (a rank not below the world size, an array task outside its array).
     """
     e = os.environ if env is None else env
     if explicit is not None:
         return explicit
     rank, world, local, source = 0, 1, None, "single"
-    if _int(e, "WORLD_SIZE") is not None and _int(e, "RANK") is not None:
-        rank, world, source = _int(e, "RANK") or 0, _int(e, "WORLD_SIZE") or 1, "torchrun"
+    torchrun = _pair(e, "RANK", "WORLD_SIZE")
+    if torchrun is not None:
+        (rank, world), source = torchrun, "torchrun"
         local = _int(e, "LOCAL_RANK")
     elif "SLURM_STEP_ID" in e and _int(e, "SLURM_PROCID") is not None:
-        tasks = _int(e, "SLURM_STEP_NUM_TASKS") or _int(e, "SLURM_NTASKS") or 1
+        tasks = _int(e, "SLURM_STEP_NUM_TASKS", least=1)
+        if tasks is None:
+            tasks = _int(e, "SLURM_NTASKS", least=1) or 1
         rank, world, source = _int(e, "SLURM_PROCID") or 0, tasks, "srun"
         local = _int(e, "SLURM_LOCALID")
     if not 0 <= rank < world:
         raise OptionError("shard", f"{source} rank {rank} is not below its world size {world}")
-    task, count = _int(e, "SLURM_ARRAY_TASK_ID"), _int(e, "SLURM_ARRAY_TASK_COUNT")
-    if task is not None and count is not None and count > 1:
-        first = _int(e, "SLURM_ARRAY_TASK_MIN") or 0
+    array = _pair(e, "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT")
+    if array is not None and array[1] > 1:
+        (task, count), first = array, _int(e, "SLURM_ARRAY_TASK_MIN") or 0
         if not 0 <= task - first < count:
             raise OptionError("shard", f"job array task {task} outside {first}..{first + count - 1}")
         rank, world = (task - first) * world + rank, count * world

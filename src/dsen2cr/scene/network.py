@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dsen2cr.errors import WeightsError
+from dsen2cr.errors import WeightsError, WeightsNotFoundError
 from dsen2cr.models import load_weights, network_digest
 from dsen2cr.performance import SpeedOptions, configure_backends, prepare_model, resolve_device
 
@@ -97,7 +97,7 @@ def load_network(
         raise TypeError(f"expected a weight file or a network, got {type(weights_or_model)}")
     path = Path(weights_or_model)
     if not path.is_file():
-        raise WeightsError(f"weight file not found: {path}")
+        raise WeightsNotFoundError(f"weight file not found: {path}")
     key = (_file_key(path), str(dev), speed)
     with _LOCK:
         if key in _LAST:

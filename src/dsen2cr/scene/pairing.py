@@ -13,16 +13,18 @@ Two ways to say it:
 
 from __future__ import annotations
 
+import codecs
 import csv
 import glob
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from rasterio.warp import transform_bounds
 
-from dsen2cr.errors import DataError, DSen2CRError, one_line
+from dsen2cr.errors import DataError, DSen2CRError, InputNotFoundError, one_line
 from dsen2cr.io import open_raster
 from dsen2cr.scene.sentinel2 import open_s2
 
@@ -83,35 +85,69 @@ def scene_name(path: Path) -> str:
 def read_pairs(path: str | os.PathLike[str]) -> list[Pair]:
     """The scenes of a pairs file (see the module docs).
 
+    The file is read as UTF-8; a byte-order mark at its start (what spreadsheet programs save)
+    is ignored.
+
     Raises:
-        DataError: a missing file, a header without ``s2`` and ``s1``, an empty ``s2`` or an S2
+        DataError: a missing file, a folder, a file that is not UTF-8 text, a header without
+            ``s2`` and ``s1``, a row with more cells than the header, an empty ``s2`` or an S2
             input listed twice (the line is named).
     """
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"pairs file {p} is a folder, expected a CSV file")
     if not p.is_file():
-        raise DataError(f"pairs file {p} not found")
+        raise InputNotFoundError(f"pairs file not found: {p}")
+    not_text = DataError(f"pairs file {p} is not a text file (expected a UTF-8 CSV with the "
+                         "columns s2,s1[,out])")  # fmt: skip
+    with open(p, "rb") as fh:  # the start only: a large binary file is not read whole
+        head = fh.read(_SNIFF_BYTES)
+    try:  # a character cut at the end of the head is fine (final=False)
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        raise not_text from None
+    if b"\0" in head:  # UTF-16 (another spreadsheet export) and binary data hold NUL bytes
+        raise not_text
+    try:
+        with open(p, encoding="utf-8-sig", newline="") as fh:
+            return _parse_pairs(p, fh)
+    except UnicodeDecodeError:  # past the sniffed head
+        raise not_text from None
+    except csv.Error as exc:
+        raise DataError(f"pairs file {p} is not a valid CSV file: {exc}") from None
+
+
+_SNIFF_BYTES = 1 << 16
+"""Bytes at the start of a pairs file checked for text before it is parsed."""
+
+
+def _parse_pairs(p: Path, fh: TextIO) -> list[Pair]:
+    """The pairs of the open CSV of the pairs file ``p`` (see :func:`read_pairs`)."""
     base = p.parent
-    with open(p, newline="") as fh:
-        reader = csv.DictReader(fh)
-        fields = [f.strip().lower() for f in reader.fieldnames or []]
-        if "s2" not in fields or "s1" not in fields:
-            raise DataError(f"pairs file {p}: expected a header with columns s2,s1[,out], got "
-                            f"{','.join(fields) or 'nothing'}")  # fmt: skip
-        pairs: list[Pair] = []
-        seen: dict[Path, int] = {}
-        for n, row in enumerate(reader, start=2):
-            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            if not any(row.values()):
-                continue
-            if not row.get("s2"):
-                raise DataError(f"pairs file {p} line {n}: empty s2")
-            s2 = base / row["s2"]
-            if s2 in seen:
-                raise DataError(f"pairs file {p} line {n}: {row['s2']} is also on line {seen[s2]}")
-            seen[s2] = n
-            s1 = base / row["s1"] if row.get("s1") else None
-            out = base / row["out"] if row.get("out") else None
-            pairs.append(Pair(s2, s1, out))
+    reader = csv.DictReader(fh)
+    fields = [f.strip().lower() for f in reader.fieldnames or []]
+    if "s2" not in fields or "s1" not in fields:
+        raise DataError(f"pairs file {p}: expected a header with columns s2,s1[,out], got "
+                        f"{','.join(fields) or 'nothing'}")  # fmt: skip
+    pairs: list[Pair] = []
+    seen: dict[Path, int] = {}
+    for n, raw in enumerate(reader, start=2):
+        extra = raw.pop(None, None)  # DictReader gathers the cells past the header here
+        if extra and any(c.strip() for c in extra):
+            raise DataError(f"pairs file {p} line {n}: more cells than the header's "
+                            f"{len(fields)} columns")  # fmt: skip
+        row = {k.strip().lower(): (v or "").strip() for k, v in raw.items()}
+        if not any(row.values()):
+            continue
+        if not row.get("s2"):
+            raise DataError(f"pairs file {p} line {n}: empty s2")
+        s2 = base / row["s2"]
+        if s2 in seen:
+            raise DataError(f"pairs file {p} line {n}: {row['s2']} is also on line {seen[s2]}")
+        seen[s2] = n
+        s1 = base / row["s1"] if row.get("s1") else None
+        out = base / row["out"] if row.get("out") else None
+        pairs.append(Pair(s2, s1, out))
     if not pairs:
         raise DataError(f"pairs file {p} lists no scene")
     return pairs
@@ -151,7 +187,7 @@ def pair_by_footprint(s2: Sequence[Path], s1: Sequence[Path]) -> list[Pair]:
             continue
         if scene.crs is None:
             pairs.append(Pair(path, note="the S2 scene has no georeferencing; pair it with its S1 "
-                              "in a --pairs file"))  # fmt: skip
+                              "in a pairs file"))  # fmt: skip
             continue
         t = scene.transform
         xs = (t.c, t.c + t.a * scene.width)

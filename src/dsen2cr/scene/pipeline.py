@@ -9,7 +9,7 @@
   uint16 DN (:func:`dsen2cr.scaling.scaled_to_dn` on the device), half the bytes of float32.
 * **Writers** (a pool of ``workers`` threads) run the sink on every tile's result: DN, nodata,
   counts, preview pixels and the COG blocks, compressed as they complete
-  (:mod:`dsen2cr.scene.writers`, :mod:`dsen2cr.scene.cog`). At most ``2 x workers`` results wait
+  (:mod:`dsen2cr.scene.writers`, :mod:`dsen2cr.cog`). At most ``2 x workers`` results wait
   for them, so host memory is bounded by tiles, not by the scene.
 
 An error (or an interrupt) in any thread stops all of them and is raised in the caller. Every
@@ -33,8 +33,8 @@ import torch
 from tqdm import tqdm
 
 from dsen2cr.cloudmask import MASK_RADIUS, ShadowStats, cloud_shadow_mask
-from dsen2cr.errors import DSen2CRError
-from dsen2cr.performance import precision_mode, to_memory_format
+from dsen2cr.errors import DSen2CRError, OptionError
+from dsen2cr.performance import host_memory_available, precision_mode, to_memory_format
 from dsen2cr.scaling import s1_to_scaled, s2_to_scaled, scaled_to_dn
 from dsen2cr.scene.inputs import SceneInputs
 from dsen2cr.scene.network import LoadedNetwork
@@ -206,8 +206,28 @@ class TileComputer:
         # on the CPU the writers read it in its own memory format (no transposing copy here)
         return pred[:n].to(torch.float32)
 
+    def _empty(self, batch: TileBatch) -> Callable[[], list[TileResult]]:
+        """Results of a batch without a single valid S2 pixel (the nodata parts of a scene):
+        nothing to compute, every output pixel is nodata."""
+
+        def finish() -> list[TileResult]:
+            out = []
+            for i, t in enumerate(batch.tiles):
+                h, w = t.core[2:]
+                out.append(TileResult(
+                    tile=t, valid=t.core_of(batch.valid[i]), s2=t.core_of(batch.s2[i]),
+                    s1=None if batch.s1 is None else t.core_of(batch.s1[i]), prediction=None,
+                    dn=np.zeros((13, h, w), np.uint16) if self.network is not None else None,
+                    mask=np.zeros((h, w), np.int8) if self.mask is not None else None,
+                ))  # fmt: skip
+            return out
+
+        return finish
+
     def launch(self, batch: TileBatch) -> Callable[[], list[TileResult]]:
         """Queue one batch; the returned function waits for it and gives one result per tile."""
+        if not any(v.any() for v in batch.valid):
+            return self._empty(batch)
         n = len(batch.tiles)
         s2, s1 = batch.s2, batch.s1
         if self.pad_batch is not None and n < self.pad_batch:  # keep one input shape
@@ -416,6 +436,44 @@ class Pipeline:
         on_batch(len(batch.tiles))
 
 
+def tile_bytes(window: int, batch: int, network: LoadedNetwork | None, device: torch.device) -> int:
+    """Host bytes one batch of tile windows needs at most: its inputs (S2, S1, validity) in the
+    reader, its results in the writers and, on the CPU, the network's largest activations
+    (about three feature maps of the window)."""
+    px = batch * window * window
+    features = int((network.config.get("features") if network is not None else 0) or 0)
+    on_host = 3 * features if device.type == "cpu" else 0
+    return px * 4 * (13 + 2 + 13 + on_host) + px
+
+
+def check_tile_fits(tile: int, halo: int, batch: int, network: LoadedNetwork | None,
+                    device: torch.device, size: int | None = None) -> None:  # fmt: skip
+    """Refuse a tile size whose batches cannot fit in this process's memory, before anything is
+    allocated (memory is bounded by tiles, so a tile is what must fit).
+
+    Args:
+        tile: core tile size.
+        halo: context pixels on each side.
+        batch: tiles per batch.
+        network: the network (its features size the activations on a CPU).
+        device: where it runs.
+        size: the scene's longer side (windows are at most that).
+
+    Raises:
+        OptionError: a batch of ``tile + 2 halo`` windows needs more than the memory available
+            (:func:`~dsen2cr.performance.host_memory_available`).
+    """
+    window = min(tile + 2 * halo, size or tile + 2 * halo)
+    need = tile_bytes(window, batch, network, device)
+    avail = host_memory_available()
+    if avail is not None and need > avail:
+        raise OptionError(
+            "tile", f"{tile} gives windows of {window} x {window} pixels: a batch of {batch} needs "
+            f"about {need / 2**30:.3g} GiB, more than the {avail / 2**30:.3g} GiB this process "
+            "may use; choose a smaller tile (or batch)",
+        )
+
+
 def default_readers(device: torch.device) -> int:
     """Reader threads: 1 on CPU, where the network needs the cores; on CUDA a quarter of the CPU
     cores, 1 to 4 (each reader's chunks are also decoded and warped on GDAL's threads)."""
@@ -454,6 +512,8 @@ def run_tiles(
         "megapixels_per_s"}``.
     """
     halo = computer.halo
+    check_tile_fits(tile, halo, batch, computer.network, computer.device,
+                    max(inputs.height, inputs.width))  # fmt: skip
     tiles = plan_tiles(inputs.height, inputs.width, tile, halo)
     readers = readers if readers is not None else default_readers(computer.device)
     batches = [tiles[i : i + batch] for i in range(0, len(tiles), batch)]

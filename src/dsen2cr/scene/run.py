@@ -27,16 +27,16 @@ from typing import Any
 import torch
 
 from dsen2cr import __version__
-from dsen2cr.cloudmask import DEFAULT_THRESHOLD
-from dsen2cr.errors import DSen2CRError, OptionError
+from dsen2cr.cloudmask import DEFAULT_THRESHOLD, MASK_RADIUS
+from dsen2cr.cog import COMPRESSIONS
+from dsen2cr.errors import DataError, DSen2CRError, OptionError
 from dsen2cr.io import atomic_output, bounded_gdal, cpu_count, guard_outputs
 from dsen2cr.performance import SpeedOptions, check_precision, resolve_device, resolve_precision
-from dsen2cr.scene.cog import COMPRESSIONS
 from dsen2cr.scene.inputs import FileInputs, SceneInputs, scene_shadow_statistics
 from dsen2cr.scene.network import LoadedNetwork
-from dsen2cr.scene.pipeline import MaskSpec, TileComputer, run_tiles
+from dsen2cr.scene.pipeline import MaskSpec, TileComputer, check_tile_fits, run_tiles
 from dsen2cr.scene.sentinel1 import S1Source, implausible_s1, open_s1
-from dsen2cr.scene.sentinel2 import S2Scene, implausible_s2, open_s2
+from dsen2cr.scene.sentinel2 import S2Scene, band_order_problem, implausible_s2, open_s2
 from dsen2cr.scene.stages import StageClock
 from dsen2cr.scene.writers import MASK_VALUES, SceneSink, check_valid
 
@@ -68,6 +68,8 @@ class PredictOptions:
             (None: every core this process may use).
         speed: memory format and compilation of the network (:class:`SpeedOptions`).
         progress: show a progress bar (tiles/s) when stderr is a terminal.
+        band_check: refuse a 13-band GeoTIFF whose bands are not in the order B1 ... B12
+            (:func:`~dsen2cr.scene.sentinel2.band_order_problem`); False proceeds anyway.
     """
 
     tile: int = 512
@@ -81,6 +83,7 @@ class PredictOptions:
     threads: int | None = None
     speed: SpeedOptions = field(default_factory=SpeedOptions)
     progress: bool = True
+    band_check: bool = True
 
     def __post_init__(self) -> None:
         def positive(name: str, value: Any, low: int = 1) -> None:
@@ -202,13 +205,18 @@ def open_inputs(s2: str | os.PathLike[str], s1: str | os.PathLike[str] | None,
     ``warning:`` line each; S1 given to a network without SAR is ignored with a note.
 
     Raises:
-        DSen2CRError: a missing or unreadable input, SAR weights without S1, S1 not overlapping.
+        DSen2CRError: a missing or unreadable input, S2 bands out of order (unless
+            ``options.band_check`` is False), SAR weights without S1, S1 not overlapping.
     """
     scene = open_s2(s2)
+    problem = band_order_problem(scene) if options.band_check else None
+    if problem is not None:
+        raise DataError(problem.template, **problem.params)
     s1src = None
     if network is not None and network.uses_sar:
         if s1 is None:
-            raise DSen2CRError("the weights use SAR (sar_channels=2): give the Sentinel-1 image (s1)")
+            raise DSen2CRError("the weights use SAR (sar_channels=2): give the Sentinel-1 image ({s1})",
+                               s1=None)  # fmt: skip
         s1src = open_s1(s1, scene, linear=options.s1_linear)
     for warning in implausible_s2(scene) + (implausible_s1(s1src) if s1src else []):
         log.warning("warning: %s", warning)
@@ -261,6 +269,8 @@ def run_scene(
     inputs = FileInputs(scene, s1src, threads=threads)
     want_mask = outputs.mask_out is not None or outputs.preview is not None or network is None
     batch = options.batch_for(dev)
+    halo = max(network.halo if network is not None else 0, MASK_RADIUS if want_mask else 0)
+    check_tile_fits(options.tile, halo, batch, network, dev, max(scene.height, scene.width))
     with bounded_gdal(threads), contextlib.ExitStack() as stack:
         mask = None
         if want_mask:
@@ -273,7 +283,8 @@ def run_scene(
                for k, p in (("out", outputs.out), ("mask", outputs.mask_out),
                             ("preview", outputs.preview))}  # fmt: skip
         sink = SceneSink(
-            scene, prediction=tmp["out"], mask=tmp["mask"], compress=options.compress,
+            scene, prediction=tmp["out"], mask=tmp["mask"], finals=(outputs.out, outputs.mask_out),
+            compress=options.compress,
             tags=prediction_tags(scene, s1src, network, options) if network is not None else {},
             mask_tags=mask_tags(scene, options.threshold), preview=outputs.preview is not None,
             with_sar=s1src is not None, with_mask=mask is not None, clock=clock,

@@ -24,7 +24,7 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 
-from dsen2cr.errors import DataError
+from dsen2cr.errors import DataError, Text
 from dsen2cr.io import check_band_count, check_readable, no_georef_warning, open_raster
 from dsen2cr.scaling import S1_BANDS
 from dsen2cr.scene.sentinel2 import S2Scene, sample_windows
@@ -142,7 +142,7 @@ class S1Reader:
         return data
 
 
-def implausible_s1(source: S1Source) -> list[str]:
+def implausible_s1(source: S1Source) -> list[Text]:
     """What looks wrong with the units of an S1 file, from a sample of it.
 
     Returns:
@@ -163,11 +163,13 @@ def implausible_s1(source: S1Source) -> list[str]:
     if not values.size:
         return []
     if not source.linear and np.median(values) > 0 and values.max() <= 10:
-        return [f"S1 image {source.path}: values look like linear power (median "
-                f"{np.median(values):.3g} > 0), not dB; linear input needs s1_linear"]  # fmt: skip
+        return [Text(f"S1 image {source.path}: values look like linear power (median "
+                     f"{np.median(values):.3g} > 0), not dB; linear input needs {{s1_linear}}",
+                     s1_linear=True)]  # fmt: skip
     if source.linear and values.min() < 0:
-        return [f"S1 image {source.path} was given as linear power but has negative values "
-                f"(down to {values.min():.3g}): it looks like dB"]  # fmt: skip
+        return [Text(f"S1 image {source.path} was given as linear power ({{s1_linear}}) but has "
+                     f"negative values (down to {values.min():.3g}): it looks like dB",
+                     s1_linear=True)]  # fmt: skip
     return []
 
 

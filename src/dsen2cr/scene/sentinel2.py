@@ -41,7 +41,7 @@ import rasterio
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
-from dsen2cr.errors import DataError
+from dsen2cr.errors import DataError, InputNotFoundError, Text
 from dsen2cr.io import check_band_count, check_readable, no_georef_warning, open_raster
 from dsen2cr.scaling import REFLECTANCE_SCALE, S2_BANDS
 
@@ -208,6 +208,8 @@ class S2Reader:
         """Raw values of all 13 bands (any dtype, from :meth:`read_raw`) -> ``(dn, valid)`` as
         :meth:`read` returns them."""
         valid = self._valid(raw)  # on the file's own values and dtype
+        if not valid.any():  # an empty part of the scene (nodata borders, sparse files)
+            return np.zeros(raw.shape, np.float32), valid
         dn = self._to_dn(raw.astype(np.float32, copy=False), tuple(range(13)))
         if not valid.all():  # a new array: ``raw`` may be the caller's
             dn = np.where(valid[None], dn, np.float32(0.0))
@@ -263,6 +265,60 @@ def implausible_s2(scene: S2Scene) -> list[str]:
     return out
 
 
+BAND_CHECK_PIXELS = 100
+"""Valid sampled pixels the band-order test needs to conclude."""
+
+
+def _band_name(text: str | None) -> str | None:
+    """``"B01"``, ``"b1"``, ``"Band 8A"`` -> ``"B1"``, ``"B8A"``; None for anything else."""
+    m = re.fullmatch(r"\s*(?:BAND|B)\s*0*(\d{1,2}A?)\s*", (text or "").upper())
+    return f"B{m[1]}" if m else None
+
+
+def band_order_problem(scene: S2Scene) -> Text | None:
+    """Why the bands of a 13-band GeoTIFF are not in the order B1 ... B12 (with B8A), or None.
+
+    Where the file names its bands (band descriptions that are Sentinel-2 band names), they must
+    be in that order. Otherwise a physical test on a sample of valid pixels: B10 (1375 nm, in a
+    water-vapour absorption band) is darker than B3 (green) at the top of the atmosphere, over
+    land, water, snow and under thick or cirrus clouds alike (which brighten B10, and B3 more).
+    On the 46 real Sentinel-2 patches in ``../shared/realdata`` (SEN12MS-CR cloudy and clear,
+    fully overcast included, and Sen1Floods11), every valid pixel passes in the right order and
+    none with the bands reversed; a file is refused when fewer than half of the sampled pixels
+    pass (no false alarm on those files).
+    """
+    if scene.kind != "geotiff":
+        return None  # products name their band files
+    skip = Text("(pass {band_check} if they are in the right order)", band_check=False)
+    with no_georef_warning(), rasterio.open(scene.band_paths[0]) as ds:
+        names = [_band_name(d) for d in ds.descriptions]
+        if all(names) and sorted(names, key=str) == sorted(S2_BANDS, key=str):
+            if list(names) != list(S2_BANDS):
+                return Text(f"S2 image {scene.path} names its bands {', '.join(map(str, names))}: "
+                            f"dsen2cr expects {', '.join(S2_BANDS)} {skip.template}",
+                            band_check=False)  # fmt: skip
+            return None
+        try:
+            parts = [ds.read(indexes=[3, 11], window=w).astype(np.float64)
+                     for w in sample_windows(ds.height, ds.width)]  # fmt: skip
+        except RasterioError:
+            return None  # corrupt data is reported where it is read
+    sample = np.concatenate([p.reshape(2, -1) for p in parts], axis=1)
+    valid = np.isfinite(sample).all(axis=0) & (sample != 0).any(axis=0)
+    if scene.nodata is not None:
+        valid &= (sample != scene.nodata).any(axis=0)
+    b3, b10 = sample[:, valid]
+    if b3.size < BAND_CHECK_PIXELS:
+        return None
+    passing = float(np.mean(b10 < b3))
+    if passing >= 0.5:
+        return None
+    return Text(f"S2 image {scene.path}: its band 11 is brighter than its band 3 in "
+                f"{100 * (1 - passing):.0f} % of sampled pixels, which B10 (1375 nm) never is "
+                f"against B3 (green): the bands do not look like B1 ... B12 in SEN12MS-CR order "
+                f"{skip.template}", band_check=False)  # fmt: skip
+
+
 def open_s2(path: str | os.PathLike[str]) -> S2Scene:
     """Inspect a Sentinel-2 input and describe its 10 m grid.
 
@@ -278,7 +334,7 @@ def open_s2(path: str | os.PathLike[str]) -> S2Scene:
     """
     p = Path(path)
     if not p.exists():
-        raise DataError(f"S2 image not found: {p}")
+        raise InputNotFoundError(f"S2 image not found: {p}")
     if p.is_dir():
         return _open_safe_dir(p)
     if p.suffix.lower() == ".zip":

@@ -3,7 +3,7 @@
 
 :class:`SceneSink` receives the :class:`~dsen2cr.scene.pipeline.TileResult` of every tile (in
 the pipeline's writer threads) and writes its core into streaming COG writers
-(:mod:`dsen2cr.scene.cog`), which compress blocks as they complete; the caller lays the files
+(:mod:`dsen2cr.cog`), which compress blocks as they complete; the caller lays the files
 out at the end and renames them into place, so a failed or interrupted run leaves no output
 file. The prediction is 13 bands of uint16 DN (prediction x 2000, rounded, nodata 0); the mask
 is int8 (1 cloud, -1 shadow, 0 clear, -128 nodata). :class:`ArraySink` collects the same results
@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from dsen2cr.cog import CogProfile, CogWriter
 from dsen2cr.errors import DataError
 from dsen2cr.figures import mask_composite, new_figure, rgb_composite, sar_composite, save_figure
 from dsen2cr.scaling import S2_BANDS, scaled_to_dn
-from dsen2cr.scene.cog import CogProfile, CogWriter
 from dsen2cr.scene.pipeline import TileResult
 from dsen2cr.scene.stages import StageClock
 
@@ -50,7 +50,7 @@ def prediction_to_dn(pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
         (13, h, w) uint16 DN.
     """
     dn = scaled_to_dn(pred)
-    dn[:, ~valid] = OUTPUT_NODATA
+    dn *= valid  # OUTPUT_NODATA (0) where not valid
     return dn
 
 
@@ -145,7 +145,7 @@ class SceneSink:
     writer threads call it).
 
     Each tile's prediction becomes uint16 DN with nodata where the output is not valid, its mask
-    int8 with nodata; both go to streaming COG writers (:class:`~dsen2cr.scene.cog.CogWriter`),
+    int8 with nodata; both go to streaming COG writers (:class:`~dsen2cr.cog.CogWriter`),
     whose blocks are compressed in the calling thread as they complete. Pixel counts and the
     decimated preview copies are kept on the way.
 
@@ -153,6 +153,7 @@ class SceneSink:
         grid: the S2 grid (``height``, ``width``, ``crs``, ``transform``).
         prediction: the file to write the prediction COG to (a staging path), or None.
         mask: the file to write the mask COG to (a staging path), or None.
+        finals: the final names of ``prediction`` and ``mask``, named by a failed write.
         compress: COG compression.
         tags: metadata of the prediction.
         mask_tags: metadata of the mask.
@@ -168,6 +169,7 @@ class SceneSink:
         *,
         prediction: Path | None,
         mask: Path | None,
+        finals: tuple[Path | None, Path | None] = (None, None),
         compress: str,
         tags: dict[str, str],
         mask_tags: dict[str, str],
@@ -188,12 +190,13 @@ class SceneSink:
         if prediction is not None:
             self.prediction = CogWriter(prediction, grid.height, grid.width, CogProfile(
                 count=13, dtype="uint16", nodata=OUTPUT_NODATA, compress=compress, predictor=True,
-                overviews="average", tags=tags, descriptions=tuple(S2_BANDS), **geo))  # fmt: skip
+                overviews="average", tags=tags, descriptions=tuple(S2_BANDS), **geo),
+                final=finals[0])  # fmt: skip
             self.cogs.append(self.prediction)
         if mask is not None:
             self.mask = CogWriter(mask, grid.height, grid.width, CogProfile(
                 count=1, dtype="int8", nodata=MASK_NODATA, compress=compress, overviews="mode",
-                tags=mask_tags, descriptions=(MASK_DESCRIPTION,), **geo))  # fmt: skip
+                tags=mask_tags, descriptions=(MASK_DESCRIPTION,), **geo), final=finals[1])  # fmt: skip
             self.cogs.append(self.mask)
 
     def __call__(self, r: TileResult) -> None:
@@ -203,7 +206,8 @@ class SceneSink:
         dn = None
         if r.prediction is not None or r.dn is not None:
             dn = r.prediction_dn()
-            dn[:, ~ok] = OUTPUT_NODATA  # a fresh array, or the batch's own host copy
+            if not ok.all():  # nodata is 0: multiplying is what a boolean index costs 10x
+                dn *= ok  # a fresh array, or the batch's own host copy
         mm = mask_with_nodata(r) if r.mask is not None else None
         counts = Counters()
         counts.add(ok, r.valid, mm)

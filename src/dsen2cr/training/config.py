@@ -48,7 +48,7 @@ import yaml
 from lightning.fabric.connector import _PRECISION_INPUT
 
 from dsen2cr.cloudmask import DEFAULT_THRESHOLD
-from dsen2cr.errors import ConfigError
+from dsen2cr.errors import ConfigError, InputNotFoundError
 from dsen2cr.performance import SpeedOptions
 
 __all__ = [
@@ -581,7 +581,7 @@ def load_config(
     else:
         p = Path(path_or_dict)
         if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
+            raise InputNotFoundError(f"config file not found: {p}")
         try:
             raw = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:

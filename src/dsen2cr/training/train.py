@@ -30,7 +30,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from dsen2cr.data.datamodule import SEN12MSCRDataModule
 from dsen2cr.data.dataset import S2_DTYPES, open_patch
-from dsen2cr.errors import ConfigError, DataError, DSen2CRError
+from dsen2cr.errors import ConfigError, DataError, DSen2CRError, InputNotFoundError
 from dsen2cr.io import atomic_output, new_folders, remove_empty
 from dsen2cr.models import read_weights
 from dsen2cr.training.base import CloudRemovalModule
@@ -120,11 +120,11 @@ def _resolve_resume(resume: str | os.PathLike[str] | None, ckpt_dir: Path) -> Pa
     if str(resume) == "last":
         p = ckpt_dir / "last.ckpt"
         if not p.is_file():
-            raise DSen2CRError(f"--resume last: no checkpoint {p} (was this run started?)")
+            raise DSen2CRError(f"{{resume}}: no checkpoint {p} (was this run started?)", resume="last")
     else:
         p = Path(resume)
         if not p.is_file():
-            raise DSen2CRError(f"resume checkpoint not found: {p}")
+            raise InputNotFoundError(f"resume checkpoint not found: {p}")
     read_weights(p, format="checkpoint")  # a corrupt or foreign checkpoint is one line, now
     return p
 
@@ -205,8 +205,8 @@ def train(
     if resume_path is None and existing:
         if not cfg.out.overwrite:
             raise DSen2CRError(
-                f"run folder {run_dir} already has checkpoints: continue it with --resume last, "
-                "start over with out.overwrite=true, or pick another out.name"
+                f"run folder {run_dir} already has checkpoints: continue it with {{resume}}, "
+                "start over with out.overwrite=true, or pick another out.name", resume="last",
             )
         if _global_rank() == 0:
             shutil.rmtree(ckpt_dir, ignore_errors=True)

@@ -1,6 +1,6 @@
 """The few TIFF structures the streaming COG writer needs: read tags, write IFD chains.
 
-:mod:`dsen2cr.scene.cog` lets GDAL encode everything that has a meaning (the GeoTIFF keys of a
+:mod:`dsen2cr.cog` lets GDAL encode everything that has a meaning (the GeoTIFF keys of a
 CRS, GDAL's metadata and nodata tags, the codecs of the blocks) and only lays out the file
 itself. This module reads the tags of a small GeoTIFF that GDAL wrote (:func:`read_tags`) and
 writes image file directories (IFDs) in classic TIFF or BigTIFF (:func:`encode_ifd`), little

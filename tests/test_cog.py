@@ -1,4 +1,4 @@
-"""COGs written block by block (dsen2cr.scene.cog, dsen2cr.scene.tiff)."""
+"""COGs written block by block (dsen2cr.cog, dsen2cr.tiff)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-import dsen2cr.scene.cog as cogmod
-from dsen2cr.scene.cog import (
+import dsen2cr.cog as cogmod
+from dsen2cr.cog import (
     CogProfile,
     CogWriter,
     overview_sizes,
@@ -157,7 +157,7 @@ def test_pieces_in_any_order_from_many_threads_give_the_raster(tmp_path, compres
 def test_layout_is_a_cog_for_validators(tmp_path) -> None:
     """IFDs before the data, overviews (smallest first) before the full resolution, blocks in
     row-major order, each with GDAL's size leader and repeated trailer."""
-    from dsen2cr.scene import tiff
+    from dsen2cr import tiff
 
     rng = np.random.default_rng(4)
     dn = rng.integers(1, 5000, (13, 1100, 1030)).astype(np.uint16)

@@ -7,7 +7,7 @@ its piece of the next overview level (a nodata-aware mean for reflectances, a mo
 mask), which completes the overview blocks in turn. The compressed blocks go to a staging file
 beside the output. :meth:`CogWriter.close` then lays out the COG: header, GDAL's structural
 metadata, one IFD per level (tags GDAL wrote for the CRS, metadata and nodata, see
-:mod:`dsen2cr.scene.tiff`), the overview blocks from the smallest level up and the
+:mod:`dsen2cr.tiff`), the overview blocks from the smallest level up and the
 full-resolution blocks last, each with GDAL's 4-byte size leader and trailer, copied from the
 staging file in the kernel (``os.copy_file_range``). So the scene is compressed exactly once,
 on as many threads as write into the writer, while the network runs, and nothing is read back
@@ -23,6 +23,7 @@ plus, per overview level, the pieces of one row of its blocks.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import math
 import os
 import struct
@@ -39,9 +40,9 @@ from affine import Affine
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
-from dsen2cr.io import no_georef_warning
-from dsen2cr.scene import tiff
-from dsen2cr.scene.tiff import Entry
+from dsen2cr import tiff
+from dsen2cr.io import no_georef_warning, writing
+from dsen2cr.tiff import Entry
 
 COMPRESSIONS = ("DEFLATE", "ZSTD", "LZW", "NONE")
 """Compressions of the COG outputs; DEFLATE is the most widely readable, ZSTD writes faster."""
@@ -89,7 +90,8 @@ def reduce_average(a: np.ndarray, nodata: float) -> np.ndarray:
 
     Args:
         a: (C, H, W) array, integer or float; an odd H or W is padded with nodata.
-        nodata: value of pixels left out of the mean.
+        nodata: value of pixels left out of the mean (NaN for float rasters whose nodata is
+            NaN).
 
     Returns:
         (C, ceil(H / 2), ceil(W / 2)) array of ``a``'s dtype.
@@ -102,9 +104,10 @@ def reduce_average(a: np.ndarray, nodata: float) -> np.ndarray:
         acc = np.uint32 if a.dtype.kind == "u" and a.dtype.itemsize <= 2 else np.int64
     total: np.ndarray = np.zeros(quads[0].shape, acc)
     count = np.zeros(quads[0].shape, np.uint8)
+    nan = not integer and math.isnan(nodata)
     for q in quads:
-        valid = q != nodata
-        total += q if nodata == 0 else np.where(valid, q, 0).astype(acc, copy=False)
+        valid = ~np.isnan(q) if nan else q != nodata
+        total += q if nodata == 0 and integer else np.where(valid, q, 0).astype(acc, copy=False)
         count += valid
     safe: np.ndarray = np.maximum(count, 1).astype(acc)
     mean = (total + safe // 2) // safe if integer else total / safe
@@ -149,7 +152,8 @@ class CogProfile:
         dtype: numpy dtype name of the pixels (``"uint16"``, ``"int8"``, ...).
         nodata: nodata value (left out of the overviews, fills partial edge blocks).
         compress: one of :data:`COMPRESSIONS`.
-        predictor: horizontal differencing before compression (integer rasters).
+        predictor: differencing before compression (horizontal for integers, floating point
+            for floats).
         overviews: ``"average"`` (:func:`reduce_average`) or ``"mode"`` (:func:`reduce_mode`).
         crs: coordinate reference system, or None (no georeferencing).
         transform: affine transform of the full resolution (ignored without ``crs``).
@@ -183,8 +187,8 @@ class CogProfile:
             opts["compress"] = self.compress
         if self.compress == "ZSTD":
             opts["zstd_level"] = ZSTD_LEVEL
-        if self.predictor and self.compress != "NONE":
-            opts["predictor"] = 2
+        if self.predictor and self.compress != "NONE":  # horizontal, or floating point
+            opts["predictor"] = 3 if np.dtype(self.dtype).kind == "f" else 2
         return opts
 
     def template_tags(self) -> dict[int, Entry]:
@@ -215,7 +219,8 @@ class BlockEncoder:
     def __init__(self, profile: CogProfile) -> None:
         self.profile = profile
         self._options = profile.gtiff_options()
-        self._zeros: bytes | None = None
+        self.zeros: bytes | None = None
+        """The encoded all-zero block (set when the first one was encoded)."""
 
     def __call__(self, block: np.ndarray) -> bytes:
         """The compressed bytes of a (count, block, block) array."""
@@ -223,9 +228,9 @@ class BlockEncoder:
         if p.compress == "NONE":  # pixel interleaved, little endian
             return np.ascontiguousarray(block.transpose(1, 2, 0)).astype(f"<{block.dtype.str[1:]}").tobytes()
         if not block.any():
-            if self._zeros is None:
-                self._zeros = self._encode(block, sparse=False)
-            return self._zeros
+            if self.zeros is None:
+                self.zeros = self._encode(block, sparse=False)
+            return self.zeros
         return self._encode(block, sparse=True)
 
     def _encode(self, block: np.ndarray, sparse: bool) -> bytes:
@@ -335,18 +340,23 @@ class CogWriter:
         width: columns of the raster.
         profile: bands, dtype, encoding, georeferencing and metadata.
         staging: where the compressed blocks wait (default: beside ``path``, ``.blocks`` added).
+        final: the output's final name, for the :class:`~dsen2cr.errors.WriteError` of a failed
+            write (a full disk, a quota, a file-size limit: :func:`dsen2cr.io.writing`).
     """
 
     def __init__(self, path: str | os.PathLike[str], height: int, width: int, profile: CogProfile,
-                 staging: str | os.PathLike[str] | None = None) -> None:  # fmt: skip
+                 staging: str | os.PathLike[str] | None = None,
+                 final: str | os.PathLike[str] | None = None) -> None:  # fmt: skip
         self.path = Path(path)
+        self.final = Path(final) if final is not None else self.path
         self.profile = profile
         self.levels = [_Level(height, width, profile)]
         self.levels += [_Level(h, w, profile) for h, w in overview_sizes(height, width, profile.block)]
         self.encoder = BlockEncoder(profile)
         self._reduce: Any = _REDUCERS[profile.overviews]
         self.staging = Path(staging) if staging is not None else self.path.with_name(self.path.name + ".blocks")
-        self._fd = os.open(self.staging, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        with writing(self.final, self.staging):
+            self._fd = os.open(self.staging, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         self._end = 0
         self._lock = threading.Lock()
         self.seconds = {"encode": 0.0, "overviews": 0.0, "layout": 0.0}
@@ -354,6 +364,10 @@ class CogWriter:
 
     def __enter__(self) -> CogWriter:
         return self
+
+    def add_tags(self, **tags: str) -> None:
+        """Metadata known only once the pixels are written (laid out by :meth:`close`)."""
+        self.profile = dataclasses.replace(self.profile, tags={**self.profile.tags, **tags})
 
     def __exit__(self, exc_type: Any, *rest: object) -> None:
         if exc_type is None:
@@ -384,10 +398,17 @@ class CogWriter:
         record = struct.pack("<I", len(payload)) + payload + payload[-4:].rjust(4, b"\0")
         with self._lock:
             offset, self._end = self._end, self._end + len(record)
-        _pwrite_all(self._fd, record, offset)
+        with writing(self.final, self.staging):
+            _pwrite_all(self._fd, record, offset)
         level.stored[(by, bx)] = (offset, len(record))
         t1 = time.perf_counter()
-        piece = self._reduce(block, self.profile.nodata) if k + 1 < len(self.levels) else None
+        piece = None
+        if k + 1 < len(self.levels):
+            if payload is self.encoder.zeros:  # all zeros (the empty parts of a scene): so is its piece
+                piece = np.zeros((level.count, -(-block.shape[1] // 2), -(-block.shape[2] // 2)),
+                                 level.dtype)  # fmt: skip
+            else:
+                piece = self._reduce(block, self.profile.nodata)
         with self._lock:
             self.seconds["encode"] += t1 - t0
             self.seconds["overviews"] += time.perf_counter() - t1
@@ -459,13 +480,14 @@ class CogWriter:
             prefix, copies, size = self._layout(False, template)
             if size >= BIGTIFF_FROM:  # classic TIFF offsets are 32-bit
                 prefix, copies, size = self._layout(True, template)
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                _pwrite_all(fd, prefix, 0)
-                for src, dst, n in _coalesce(copies):
-                    _copy_range(self._fd, fd, src, dst, n)
-            finally:
-                os.close(fd)
+            with writing(self.final, self.path):
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    _pwrite_all(fd, prefix, 0)
+                    for src, dst, n in _coalesce(copies):
+                        _copy_range(self._fd, fd, src, dst, n)
+                finally:
+                    os.close(fd)  # reports what the file system could not write, on some
         except BaseException:
             self.abort()
             raise

@@ -6,6 +6,9 @@ VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT   ?= demo_out
 PYTEST_ARGS ?=
+# the real sample data (tests that read it skip when it is absent)
+DSEN2CR_REALDATA ?= ../shared/realdata
+REALDATA   ?= $(DSEN2CR_REALDATA)/sen12mscr_triplets
 
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.dsen2cr-installed
@@ -36,7 +39,7 @@ demo: install
 
 # CPU-sized benchmarks (JSON on stdout); see README "Benchmarks" for the GPU-sized ones.
 bench: install
-	$(BIN)/dsen2cr benchmark --quick --realdata ../shared/realdata/sen12mscr_triplets
+	$(BIN)/dsen2cr benchmark --quick --realdata $(REALDATA)
 	$(BIN)/python benchmarks/bench_cloudmask.py
 	$(BIN)/python benchmarks/bench_dataloading.py
 	$(BIN)/python benchmarks/bench_predict.py --device cpu --size 2048 --features 32 --blocks 4
@@ -57,7 +60,6 @@ gpu-check:
 # into .whl/, and the real S1 / cloudy S2 patches of the bf16 check into .gpu_check_data/
 # (both ignored by git; carry them to the GPU machine).
 GPU_WHEELS ?= rasterio==1.4.4 affine==3.0.1 cligj==0.7.2 click-plugins==1.1.1.2 nvidia-ml-py==13.615.71
-REALDATA   ?= ../shared/realdata/sen12mscr_triplets
 gpu-check-prepare: install
 	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
 	    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \

@@ -150,8 +150,8 @@ def machine(env: dict[str, str]) -> dict[str, Any]:
 
 
 def realdata() -> Path | None:
-    for p in (ROOT / ".gpu_check_data" / "sen12mscr_triplets",
-              ROOT.parent / "shared" / "realdata" / "sen12mscr_triplets"):  # fmt: skip
+    shared = ROOT / (os.environ.get("DSEN2CR_REALDATA") or "../shared/realdata")
+    for p in (ROOT / ".gpu_check_data" / "sen12mscr_triplets", shared / "sen12mscr_triplets"):
         if any(p.glob("*_s2_cloudy.tif")):
             return p
     return None

@@ -6,7 +6,8 @@ module-scoped fixtures, where the function-scoped ``write_raster`` fixture canno
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,13 +17,26 @@ import torch
 from dsen2cr.models import DSen2CR
 from tests.conftest import ORIGIN, UTM, write_raster_file
 
-REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
-"""The real sample data beside the repository (absent in some checkouts: tests then skip)."""
+REPO = Path(__file__).resolve().parents[1]
+"""The repository root."""
+REALDATA_ENV = "DSEN2CR_REALDATA"
+REALDATA_DEFAULT = "../shared/realdata"
+
+
+def realdata_folder(environ: Mapping[str, str] = os.environ) -> Path:
+    """The real-data folder: ``$DSEN2CR_REALDATA`` (an empty value counts as unset), by default
+    ``../shared/realdata``; ``~`` is expanded and a relative path is taken from the repository
+    root (where ``make`` runs), whatever the working directory."""
+    return (REPO / Path(environ.get(REALDATA_ENV) or REALDATA_DEFAULT).expanduser()).resolve()
+
+
+REALDATA = realdata_folder()
+"""The real sample data (absent in some checkouts: tests that read it then skip)."""
 TRIPLETS = REALDATA / "sen12mscr_triplets"
 GEOREF = REALDATA / "sen12mscr_georef"
 
-__all__ = ["GEOREF", "ORIGIN", "REALDATA", "TRIPLETS", "UTM", "needs_cuda", "needs_files",
-           "tiny_model", "write_raster_file"]  # fmt: skip
+__all__ = ["GEOREF", "ORIGIN", "REALDATA", "REALDATA_ENV", "REPO", "TRIPLETS", "UTM", "needs_cuda",
+           "needs_files", "realdata_folder", "tiny_model", "write_raster_file"]  # fmt: skip
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,10 +48,17 @@ def needs_cuda(test: F) -> F:
     return pytest.mark.cuda(skip(test))  # type: ignore[no-any-return]
 
 
-def needs_files(*paths: Path) -> pytest.MarkDecorator:
-    """Skip a test unless every one of ``paths`` exists (marks it ``realdata``)."""
+def needs_files(*paths: Path) -> Callable[[F], F]:
+    """Mark a test ``realdata`` and skip it unless every one of ``paths`` exists (the reason
+    names the first missing path and ``DSEN2CR_REALDATA``)."""
     missing = [p for p in paths if not p.exists()]
-    return pytest.mark.skipif(bool(missing), reason=f"real data not present: {missing[:1]}")
+    reason = f"real data not present: {missing[:1]} (set {REALDATA_ENV})"
+    skip = pytest.mark.skipif(bool(missing), reason=reason)
+
+    def mark(test: F) -> F:
+        return pytest.mark.realdata(skip(test))  # type: ignore[no-any-return]
+
+    return mark
 
 
 def tiny_model(sar: bool = True, seed: int = 0, features: int = 8, blocks: int = 3) -> DSen2CR:

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import html
 import itertools
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from dsen2cr.demo import NOSAR_NAME, SAR_NAME, check_ordering, read_loss_curves
+from dsen2cr.demo import (
+    NOSAR_NAME,
+    SAR_NAME,
+    _write_report,
+    check_ordering,
+    markdown_to_html,
+    read_loss_curves,
+)
+
+
+def visible_text(page: str) -> str:
+    """What a browser shows of an HTML page: the tags dropped, entities decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
 
 
 def test_read_loss_curves_averages_per_epoch(tmp_path: Path) -> None:
@@ -61,8 +75,23 @@ def test_quick_demo_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "| dsen2cr_carl_sar |" in report and "![" in report
     assert "Reconstruction check" in report
     assert "## Large scenes" in report and "![" in report and "scenes/scene_spectra.png" in report
+    page = (out / "report.html").read_text()
+    assert "`" not in visible_text(page) and "**" not in visible_text(page)
+    assert f"<code>{SAR_NAME}</code>" in page and "<table>" in page and "<th>Method</th>" in page
+    assert '<img alt="Example test patches' in page and 'src="scenes/scene_60m.png"' in page
     summary = json.loads((out / "demo.json").read_text())
-    assert set(summary) == {"ordering_ok", "ordering", "report", "seconds"}
+    assert set(summary) == {"ordering_ok", "ordering", "report", "weights", "seconds"}
+    assert set(summary["weights"]) == {SAR_NAME, NOSAR_NAME}
+    # the demo ends with where its weights are and what they are (not) good for
+    lines = printed.strip().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("[demo] weights, "))
+    note = " ".join(line.removeprefix("[demo]").strip() for line in lines[first:-2])
+    assert note.startswith("weights, for testing only: trained on synthetic data")
+    assert "blur and tint real imagery" in note and "official weights" in note
+    for line, name in zip(lines[-2:], (SAR_NAME, NOSAR_NAME), strict=True):
+        label, path = line.removeprefix("[demo]").strip().split(": ", 1)
+        assert label == name and Path(path).is_file()
+        assert Path(path).samefile(summary["weights"][name])
 
 
 def test_cosine_lr_callback_anneals_from_lr0_to_final_fraction() -> None:
@@ -83,3 +112,39 @@ def test_cosine_lr_callback_anneals_from_lr0_to_final_fraction() -> None:
     assert lrs[0] == pytest.approx(0.1) and lrs[5] == pytest.approx(0.055)
     assert lrs[10] == pytest.approx(0.01)
     assert all(a >= b for a, b in itertools.pairwise(lrs))
+
+
+def test_markdown_to_html_renders_the_report_subset_and_escapes_html() -> None:
+    page = markdown_to_html(
+        "# Title\n\nA `code <b>` span, *emphasis*, **strong** and [a link](https://x.org/?a=1&b=2)"
+        " with <script>x</script> & 1 < 2.\n\n- one\n- two\n\n| A | B |\n|---|---|\n| `x` | 2 |\n"
+    )
+    assert "<h1>Title</h1>" in page and "<code>code &lt;b&gt;</code>" in page
+    assert "<em>emphasis</em>" in page and "<strong>strong</strong>" in page
+    assert '<a href="https://x.org/?a=1&amp;b=2">a link</a>' in page
+    assert "<script>" not in page and "&lt;script&gt;" in page and "1 &lt; 2" in page
+    assert "<ul>\n<li>one</li>" in page
+    assert "<table>" in page and "<th>A</th>" in page and "<td><code>x</code></td>" in page
+
+
+def test_report_html_renders_its_markdown(tmp_path: Path) -> None:
+    """report.html is report.md rendered: no literal Markdown left, tables as tables."""
+    (tmp_path / "examples.png").write_bytes(b"png")
+    table = (f"| Method | MAE |\n|---|---|\n| {SAR_NAME} | 0.01 |\n| identity | 0.05 |\n\n"
+             "Means over the `test` split.\n")  # fmt: skip
+    settings = {"data": {"rois": 6, "patches": 2, "size": 32}, "model": {"features": 8, "blocks": 1},
+                "epochs": 2, "crop_size": 32, "batch_size": 4}  # fmt: skip
+    ordering = (False, "recon_mae: SAR 0.03 >= no-SAR 0.02 < identity 0.05")
+    _write_report(tmp_path, {"images": 4, "device": "cpu"}, table, ordering, settings,
+                  {"total": 1.0}, quick=True)  # fmt: skip
+    md = (tmp_path / "report.md").read_text()
+    assert f"(`{SAR_NAME}`)" in md and "| identity | 0.05 |" in md and "![" in md
+    assert "for testing only" in md
+    page = (tmp_path / "report.html").read_text()
+    text = visible_text(page)
+    assert "`" not in text and "**" not in text and "|---|" not in text
+    assert "<table>" in page and f"<td>{SAR_NAME}</td>" in page and "<code>test</code>" in page
+    assert '<div class="warning"><p><strong>Reconstruction check (WARNING' in page
+    assert "SAR 0.03 &gt;= no-SAR 0.02 &lt; identity 0.05" in page
+    assert '<img alt="Example test patches (cf. paper Figs. 6-7)" src="examples.png"' in page
+    assert "band_nrmse.png" not in page  # figures that were not drawn are left out

@@ -118,25 +118,28 @@ MODE_PRIORITY = (1, -1, 0)
 """Mask values in the order that breaks ties of :func:`reduce_mode`: cloud, shadow, clear."""
 
 
-def reduce_mode(a: np.ndarray, nodata: int) -> np.ndarray:
-    """2 x 2 mode of a cloud (1) / shadow (-1) / clear (0) mask, ignoring nodata.
+def reduce_mode(a: np.ndarray, nodata: float, priority: tuple[int, ...] = MODE_PRIORITY) -> np.ndarray:
+    """2 x 2 mode of a class raster (the cloud mask: 1 cloud, -1 shadow, 0 clear), ignoring
+    nodata.
 
-    Ties go to cloud, then shadow, then clear (:data:`MODE_PRIORITY`), so a cloud seen in one of
-    two pixels survives the reduction. All four nodata gives nodata.
+    Ties go to the class first in ``priority`` (for the mask :data:`MODE_PRIORITY`: cloud, then
+    shadow, then clear), so a cloud seen in one of two pixels survives the reduction. All four
+    nodata gives nodata.
 
     Args:
-        a: (C, H, W) int8 mask; an odd H or W is padded with nodata.
-        nodata: the mask's nodata value.
+        a: (C, H, W) integer classes; an odd H or W is padded with nodata.
+        nodata: the nodata value.
+        priority: every class but nodata, in the order that breaks ties.
 
     Returns:
-        (C, ceil(H / 2), ceil(W / 2)) int8 mask.
+        (C, ceil(H / 2), ceil(W / 2)) array of ``a``'s dtype.
     """
     quads = _quads(_pad_even(a, nodata))
-    counts = np.zeros((len(MODE_PRIORITY), *quads[0].shape), np.uint8)
-    for k, v in enumerate(MODE_PRIORITY):
+    counts = np.zeros((len(priority), *quads[0].shape), np.uint8)
+    for k, v in enumerate(priority):
         for q in quads:
             counts[k] += q == v
-    best = np.asarray(MODE_PRIORITY, a.dtype)[counts.argmax(axis=0)]
+    best = np.asarray(priority, a.dtype)[counts.argmax(axis=0)]
     return np.where(counts.sum(axis=0) > 0, best, np.asarray(nodata, a.dtype)).astype(a.dtype)
 
 
@@ -160,6 +163,9 @@ class CogProfile:
         tags: dataset metadata.
         descriptions: band descriptions (empty: none).
         block: block size in pixels.
+        mode_bands: with ``overviews="average"``, bands of classes reduced by their mode instead
+            (:func:`reduce_mode` with ``mode_priority``), e.g. a provenance band.
+        mode_priority: the classes of ``mode_bands`` in the order that breaks ties.
     """
 
     count: int
@@ -173,6 +179,18 @@ class CogProfile:
     tags: dict[str, str] = field(default_factory=dict)
     descriptions: tuple[str, ...] = ()
     block: int = COG_BLOCKSIZE
+    mode_bands: tuple[int, ...] = ()
+    mode_priority: tuple[int, ...] = MODE_PRIORITY
+
+    def reduce(self, a: np.ndarray) -> np.ndarray:
+        """One 2 x 2 overview reduction of a (count, h, w) block of this raster."""
+        if self.overviews == "mode":
+            return reduce_mode(a, self.nodata)
+        out = reduce_average(a, self.nodata)
+        if self.mode_bands:
+            idx = list(self.mode_bands)
+            out[idx] = reduce_mode(a[idx], self.nodata, self.mode_priority)
+        return out
 
     def __post_init__(self) -> None:
         if self.compress not in COMPRESSIONS:
@@ -353,7 +371,6 @@ class CogWriter:
         self.levels = [_Level(height, width, profile)]
         self.levels += [_Level(h, w, profile) for h, w in overview_sizes(height, width, profile.block)]
         self.encoder = BlockEncoder(profile)
-        self._reduce: Any = _REDUCERS[profile.overviews]
         self.staging = Path(staging) if staging is not None else self.path.with_name(self.path.name + ".blocks")
         with writing(self.final, self.staging):
             self._fd = os.open(self.staging, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -408,7 +425,7 @@ class CogWriter:
                 piece = np.zeros((level.count, -(-block.shape[1] // 2), -(-block.shape[2] // 2)),
                                  level.dtype)  # fmt: skip
             else:
-                piece = self._reduce(block, self.profile.nodata)
+                piece = self.profile.reduce(block)
         with self._lock:
             self.seconds["encode"] += t1 - t0
             self.seconds["overviews"] += time.perf_counter() - t1

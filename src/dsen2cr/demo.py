@@ -12,7 +12,10 @@ On a fresh machine and in a few minutes of CPU time, the demo
 4. writes a report folder: ``metrics.json`` (models ``dsen2cr_carl_sar``, ``dsen2cr_carl_nosar``,
    ``identity``), ``metrics.csv``, ``table.md``, ``band_nrmse.png``, ``examples.png``,
    ``scenes/`` (scene metrics and the paper's Figs. 9, 10, 12), ``training_curves.png``, the
-   resolved training configs, and ``report.md`` / ``report.html``.
+   resolved training configs, and ``report.md`` / ``report.html`` (the same Markdown, rendered);
+5. ends by printing where the weights of the two models are: they are for testing only
+   (trained on synthetic data, they blur and tint real imagery; use the official weights for
+   real scenes).
 
 The demo checks that the models learnt something real on held-out data: the reconstruction MAE
 under clouds must be ordered SAR < no SAR < identity. A violation is printed as a ``WARNING`` line
@@ -26,11 +29,11 @@ from __future__ import annotations
 
 import copy
 import csv
-import html
 import json
 import math
 import os
 import shutil
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -126,6 +129,8 @@ def demo_config(
     if s["limit_train_batches"] is not None:
         trainer["limit_train_batches"] = s["limit_train_batches"]
         trainer["limit_val_batches"] = s["limit_train_batches"]
+        # a log interval longer than the epoch makes Lightning warn that nothing is logged
+        trainer["log_every_n_steps"] = min(5, s["limit_train_batches"])
     return {
         "model": {
             "name": "dsen2cr",
@@ -255,7 +260,51 @@ def check_ordering(result: dict[str, Any], key: str = "recon_mae") -> tuple[bool
     return ok, msg
 
 
-def _write_report(
+TEST_WEIGHTS_NOTE = (
+    "for testing only: trained on synthetic data, they blur and tint real imagery; for real "
+    "scenes use the official weights (model_SARcarl.hdf5 and the other Keras files published "
+    "with the paper, see the README's 'The model and its weights')"
+)
+"""What the demo's weights are good for, printed at its end and stated in its report."""
+
+_FIGURES = [
+    ("examples.png", "Example test patches (cf. paper Figs. 6-7)"),
+    ("band_nrmse.png", "Per-band nRMSE over the test split (cf. paper Fig. 11)"),
+    ("scenes/scene_examples.png", "Large test scenes mosaicked from the patches (cf. paper Fig. 9)"),
+    ("scenes/scene_spectra.png", "Per-channel nRMSE and central-pixel spectra of the scenes (cf. paper Fig. 10)"),
+    ("scenes/scene_60m.png", "60 m channels B1, B9, B10 of the scenes (cf. paper Fig. 12)"),
+    ("training_curves.png", "Training and validation loss per epoch"),
+]  # fmt: skip
+"""The report's figures (file under the report folder, caption), in order; missing ones are left out."""
+
+_HTML_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>dsen2cr demo report</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}
+code{{background:#f3f3f3;padding:0 3px}}.ok{{color:#1a7f37}}.warning{{color:#cf222e}}</style>
+</head><body>
+{body}
+</body></html>
+"""
+
+
+def markdown_to_html(text: str) -> str:
+    """Render Markdown as HTML (Python-Markdown with tables), raw HTML in ``text`` escaped.
+
+    Code spans, emphasis, links, images, tables, lists and headings are rendered; ``<`` and
+    ``&`` in the text come out as ``&lt;`` and ``&amp;`` (the report quotes names and messages
+    that are not HTML).
+    """
+    import markdown
+
+    md = markdown.Markdown(extensions=["tables"], output_format="html")
+    md.preprocessors.deregister("html_block")  # raw HTML is text here, escaped like the rest
+    md.inlinePatterns.deregister("html")
+    return str(md.convert(text))
+
+
+def _report_markdown(
     out: Path,
     result: dict[str, Any],
     table: str,
@@ -263,18 +312,9 @@ def _write_report(
     settings: dict[str, Any],
     timings: dict[str, float],
     quick: bool,
-) -> None:
+) -> tuple[list[str], str, list[str]]:
+    """The report's Markdown blocks: those before the reconstruction check, the check, the rest."""
     ok, msg = ordering
-    figures = [
-        ("examples.png", "Example test patches (cf. paper Figs. 6-7)"),
-        ("band_nrmse.png", "Per-band nRMSE over the test split (cf. paper Fig. 11)"),
-        ("scenes/scene_examples.png", "Large test scenes mosaicked from the patches (cf. paper Fig. 9)"),
-        ("scenes/scene_spectra.png", "Per-channel nRMSE and central-pixel spectra of the scenes (cf. paper Fig. 10)"),
-        ("scenes/scene_60m.png", "60 m channels B1, B9, B10 of the scenes (cf. paper Fig. 12)"),
-        ("training_curves.png", "Training and validation loss per epoch"),
-    ]
-    figures = [(f, c) for f, c in figures if (out / f).exists()]
-    status = "OK" if ok else "WARNING: ordering violated"
     s = settings
     kinds = [k for _, _, k in roi_plan(s["data"]["rois"])]
     intro = (
@@ -289,59 +329,52 @@ def _write_report(
     if quick:
         intro += " **Quick mode: tiny settings that check the pipeline; no learning expected.**"
     time_line = ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
-    md = [
+    head = [
         "# dsen2cr demo report",
-        "",
         intro,
-        "",
         f"Held-out test split: {result['images']} patches, device `{result['device']}`. "
         f"Wall time: {time_line}.",
-        "",
         "## Metrics (paper Table 1 layout)",
-        "",
-        table.rstrip(),
-        "",
-        f"**Reconstruction check ({status}):** {msg}",
-        "",
+        table.strip(),
     ]
+    status = "OK" if ok else "WARNING: ordering violated"
+    check = f"**Reconstruction check ({status}):** {msg}"
+    tail = []
     scene_table = scenes_table(out / "scenes" / "metrics.json")
     if scene_table:
-        md += ["## Large scenes (paper Section 4.4)", "", scene_table.rstrip(), ""]
-    for f, c in figures:
-        md += [f"## {c}", "", f"![{c}]({f})", ""]
-    md += [
+        tail += ["## Large scenes (paper Section 4.4)", scene_table.strip()]
+    for f, c in _FIGURES:
+        if (out / f).exists():
+            tail += [f"## {c}", f"![{c}]({f})"]
+    tail.append(
         "Files: `metrics.json` (means, per-band nRMSE), `metrics.csv` (per image), `table.md`, "
         "`scenes/` (scene predictions as COGs, mosaics, per-scene metrics), "
-        "`configs/*.yaml` (training configs), `runs/` (checkpoints, logs, exported weights).",
-        "",
-    ]
-    with atomic_output(out / "report.md") as tmp:
-        tmp.write_text("\n".join(md))
-
-    rows_html = _table_html(table)
-    figs_html = "\n".join(
-        f'<h2>{html.escape(c)}</h2>\n<img src="{f}" alt="{html.escape(c)}" style="max-width:100%">'
-        for f, c in figures
+        "`configs/*.yaml` (training configs), `runs/` (checkpoints, logs, exported weights)."
     )
-    colour = "#1a7f37" if ok else "#cf222e"
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>dsen2cr demo report</title>
-<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}</style></head><body>
-<h1>dsen2cr demo report</h1>
-<p>{html.escape(intro).replace("**", "")}</p>
-<p>Held-out test split: {result["images"]} patches, device <code>{html.escape(result["device"])}
-</code>. Wall time: {html.escape(time_line)}.</p>
-<h2>Metrics (paper Table 1 layout)</h2>
-{rows_html}
-<p style="color:{colour}"><b>Reconstruction check ({html.escape(status)}):</b> {html.escape(msg)}</p>
-{"<h2>Large scenes (paper Section 4.4)</h2>" + _table_html(scene_table) if scene_table else ""}
-{figs_html}
-</body></html>
-"""
+    tail.append(f"**The weights in `runs/` are {TEST_WEIGHTS_NOTE}.**")
+    return head, check, tail
+
+
+def _write_report(
+    out: Path,
+    result: dict[str, Any],
+    table: str,
+    ordering: tuple[bool, str],
+    settings: dict[str, Any],
+    timings: dict[str, float],
+    quick: bool,
+) -> None:
+    """Write ``report.md`` and the same report rendered as ``report.html``."""
+    head, check, tail = _report_markdown(out, result, table, ordering, settings, timings, quick)
+    with atomic_output(out / "report.md") as tmp:
+        tmp.write_text("\n\n".join([*head, check, *tail]) + "\n")
+    body = "\n".join([
+        markdown_to_html("\n\n".join(head)),
+        f'<div class="{"ok" if ordering[0] else "warning"}">{markdown_to_html(check)}</div>',
+        markdown_to_html("\n\n".join(tail)),
+    ])  # fmt: skip
     with atomic_output(out / "report.html") as tmp:
-        tmp.write_text(page)
+        tmp.write_text(_HTML_PAGE.format(body=body))
 
 
 def scenes_table(path: Path) -> str:
@@ -373,22 +406,6 @@ def scenes_table(path: Path) -> str:
     )
 
 
-def _table_html(table: str) -> str:
-    lines = [ln for ln in table.splitlines() if ln.startswith("|")]
-    out = ["<table>"]
-    for i, ln in enumerate(lines):
-        if i == 1:
-            continue
-        cells = [html.escape(c.strip()) for c in ln.strip("|").split("|")]
-        tag = "th" if i == 0 else "td"
-        out.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
-    out.append("</table>")
-    caption = [ln for ln in table.splitlines() if ln and not ln.startswith("|")]
-    if caption:
-        out.append(f"<p><small>{html.escape(' '.join(caption))}</small></p>")
-    return "\n".join(out)
-
-
 # --------------------------------------------------------------------------- the demo
 def run_demo(
     out: str | os.PathLike[str] = "demo_out",
@@ -411,7 +428,8 @@ def run_demo(
 
     Returns:
         ``{"metrics": <metrics.json content>, "ordering_ok": bool, "ordering": message,
-        "report": path of report.md, "seconds": {step: wall seconds}}``.
+        "report": path of report.md, "weights": {model: exported weights (for testing
+        only, see TEST_WEIGHTS_NOTE)}, "seconds": {step: wall seconds}}``.
     """
     out = guard_outputs({"out": out}, overwrite=overwrite, folders=["out"])["out"]
     out.mkdir(parents=True, exist_ok=True)
@@ -494,10 +512,15 @@ def run_demo(
         "ordering_ok": ok,
         "ordering": msg,
         "report": str(out / "report.md"),
+        "weights": {name: str(path) for name, path in weights.items()},
         "seconds": timings,
     }
     with atomic_output(out / "demo.json") as tmp:
         tmp.write_text(
             json.dumps({k: v for k, v in summary.items() if k != "metrics"}, indent=2) + "\n"
         )
+    for line in textwrap.wrap(f"weights, {TEST_WEIGHTS_NOTE}:", width=92):
+        print(f"[demo] {line}")
+    for name, path in weights.items():
+        print(f"[demo]   {name}: {path.resolve()}")
     return summary

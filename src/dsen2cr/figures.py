@@ -4,9 +4,16 @@ Composites follow the paper's conventions (Fig. 1):
 
 * optical: true-colour RGB from B4, B3, B2, linearly stretched; the default stretch maps
   reflectance [0, 0.3] (DN [0, 3000]) to [0, 1] and clips, the same fixed stretch for every image
-  so that pictures compare; ``stretch="percentile"`` maps the 2nd-98th percentiles instead.
+  so that pictures compare; ``stretch="percentile"`` maps the 2nd-98th percentiles of the
+  image's pixels with data instead.
 * SAR: R = 0, G = VH, B = VV, each dB band clipped to its DSen2-CR range and scaled to [0, 1].
 * mask: clear = black, cloud = white, shadow = blue.
+
+Every image panel states its scale in one way, made here (:func:`rgb_caption`,
+:func:`sar_caption`, :func:`grey_caption`, :func:`mask_caption`): the reflectance range of an
+RGB stretch (its values, also for a percentile stretch), the dB range of each SAR channel, the
+reflectance drawn black and white in a grey panel; :func:`image_panel` and :func:`rgb_panel`
+draw a panel with its caption under it. Every plot has axis labels with units.
 
 Matplotlib is used with the non-interactive Agg backend.
 """
@@ -23,6 +30,7 @@ from dsen2cr.io import atomic_output
 from dsen2cr.scaling import (
     REFLECTANCE_SCALE,
     RGB_BANDS,
+    S1_BANDS,
     S1_CLIP_DB,
     S2_BANDS,
     S2_RESOLUTION_M,
@@ -32,12 +40,137 @@ from dsen2cr.scaling import (
 
 RGB_STRETCH_DN: tuple[float, float] = (0.0, 3000.0)
 """Default fixed stretch for RGB composites, in DN (reflectance 0 to 0.3)."""
+PERCENTILES: tuple[float, float] = (2.0, 98.0)
+"""Percentiles of the ``"percentile"`` stretch (RGB) and of the grey stretch of single bands."""
+CAPTION_SIZE = 6
+"""Font size of the scale caption under an image panel."""
 
 
 def _np(x: Any) -> np.ndarray:
     if is_tensor(x):
         x = x.float()
     return as_numpy(x)
+
+
+# --------------------------------------------------------------------------- captions
+def _num(v: float) -> str:
+    """A stretch limit for a caption: three significant digits, no trailing zeros."""
+    return "0" if v == 0 else f"{float(v):.3g}"
+
+
+def _span(lo: float, hi: float) -> str:
+    """``0-0.3``, or ``-25 to 0`` when a limit is negative (a dash would read as a minus)."""
+    return f"{_num(lo)} to {_num(hi)}" if min(lo, hi) < 0 else f"{_num(lo)}-{_num(hi)}"
+
+
+def rgb_caption(stretch_dn: tuple[float, float] = RGB_STRETCH_DN, percentile: bool = False) -> str:
+    """The caption of an RGB composite: bands and the reflectance range of its stretch.
+
+    Args:
+        stretch_dn: the ``(lo, hi)`` DN actually mapped to black and full intensity (for a
+            percentile stretch the values :func:`rgb_stretch` found for that image).
+        percentile: whether the range is the image's own percentile stretch (said so).
+
+    Returns:
+        e.g. ``"RGB B4/B3/B2, reflectance 0-0.3"`` or
+        ``"RGB B4/B3/B2, reflectance 0.0123-0.187 (2-98 % stretch)"``.
+    """
+    bands = "/".join(S2_BANDS[b] for b in RGB_BANDS)
+    lo, hi = (v / REFLECTANCE_SCALE for v in stretch_dn)
+    text = f"RGB {bands}, reflectance {_span(lo, hi)}"
+    if percentile:
+        text += f" ({_num(PERCENTILES[0])}-{_num(PERCENTILES[1])} % stretch)"
+    return text
+
+
+def sar_caption(sep: str = ", ") -> str:
+    """The caption of a SAR composite (:func:`sar_composite`): channels and their dB ranges.
+
+    Args:
+        sep: separator between the channels (``"\\n"`` for a narrow panel).
+
+    Returns:
+        ``"R = 0, G = VH -32.5 to 0 dB, B = VV -25 to 0 dB"`` (from ``S1_CLIP_DB``).
+    """
+    clip = dict(zip(S1_BANDS, S1_CLIP_DB, strict=True))
+    return sep.join(["R = 0", f"G = VH {_span(*clip['VH'])} dB", f"B = VV {_span(*clip['VV'])} dB"])
+
+
+def grey_caption(band: str, lo_dn: float, hi_dn: float) -> str:
+    """The caption of one band drawn in grey: the reflectance drawn black and white.
+
+    Args:
+        band: the band's name (``"B1"``).
+        lo_dn: DN drawn black (and everything below it).
+        hi_dn: DN drawn white (and everything above it).
+
+    Returns:
+        e.g. ``"B1 reflectance: black 0.0512, white 0.213"``.
+    """
+    lo, hi = lo_dn / REFLECTANCE_SCALE, hi_dn / REFLECTANCE_SCALE
+    return f"{band} reflectance: black {_num(lo)}, white {_num(hi)}"
+
+
+def mask_caption(shadow: bool = True) -> str:
+    """The caption of a mask picture (:func:`mask_composite`).
+
+    Args:
+        shadow: the mask tells shadow (-1, blue) from cloud (1, white); False for a binary
+            cloud-or-shadow mask.
+
+    Returns:
+        ``"black clear, white cloud, blue shadow"`` or ``"black clear, white cloud/shadow"``.
+    """
+    return "black clear, white cloud, blue shadow" if shadow else "black clear, white cloud/shadow"
+
+
+def image_panel(ax: Any, img: np.ndarray, title: str, caption: str, **kwargs: Any) -> Any:
+    """Draw one image panel: the image, its title above and its scale caption below.
+
+    Args:
+        ax: a matplotlib axes (ticks off, e.g. from :func:`new_figure`).
+        img: (H, W, 3) picture in [0, 1] or (H, W) values for a colour map.
+        title: what the panel shows.
+        caption: its scale (:func:`rgb_caption`, :func:`sar_caption`, :func:`grey_caption`,
+            :func:`mask_caption`), drawn small under the image.
+        **kwargs: passed to ``imshow`` (``cmap``, ``vmin``, ``vmax``, ``interpolation``).
+
+    Returns:
+        The ``AxesImage`` (for a colour bar).
+    """
+    kwargs.setdefault("interpolation", "nearest")
+    im = ax.imshow(img, **kwargs)
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel(caption, fontsize=CAPTION_SIZE)
+    return im
+
+
+# --------------------------------------------------------------------------- composites
+def rgb_stretch(
+    s2_dn: object,
+    stretch: str | tuple[float, float] = RGB_STRETCH_DN,
+) -> tuple[float, float]:
+    """The DN range an RGB composite of this image maps to [0, 1] (see :func:`rgb_composite`).
+
+    Args:
+        s2_dn: (13, H, W) image in DN.
+        stretch: ``(lo, hi)`` in DN (returned as is), or ``"percentile"``: the 2nd and 98th
+            percentiles of B4, B3, B2 over the pixels with data (finite, not all 0 = nodata).
+
+    Returns:
+        ``(lo, hi)`` in DN.
+    """
+    if not isinstance(stretch, str):
+        return float(stretch[0]), float(stretch[1])
+    if stretch != "percentile":
+        raise ValueError(f"unknown stretch {stretch!r}")
+    img = _np(s2_dn)
+    rgb = np.stack([img[b] for b in RGB_BANDS], axis=-1).astype(np.float64)
+    valid = np.isfinite(rgb).all(axis=-1) & (rgb != 0).any(axis=-1)
+    if not valid.any():
+        return RGB_STRETCH_DN
+    lo, hi = np.percentile(rgb[valid], PERCENTILES)
+    return float(lo), float(hi)
 
 
 def rgb_composite(
@@ -49,20 +182,15 @@ def rgb_composite(
     Args:
         s2_dn: (13, H, W) image in DN (multiply scaled values by 2000 first).
         stretch: ``(lo, hi)`` in DN mapped linearly to [0, 1] (default 0-3000), or
-            ``"percentile"`` for a per-image 2-98 % stretch over the three bands.
+            ``"percentile"`` for a per-image 2-98 % stretch over the three bands
+            (:func:`rgb_stretch` gives the values, :func:`rgb_caption` the caption).
 
     Returns:
         (H, W, 3) float32 RGB in [0, 1].
     """
     img = _np(s2_dn).astype(np.float32)
     rgb = np.stack([img[b] for b in RGB_BANDS], axis=-1)
-    if isinstance(stretch, str):
-        if stretch != "percentile":
-            raise ValueError(f"unknown stretch {stretch!r}")
-        finite = rgb[np.isfinite(rgb)]
-        lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
-    else:
-        lo, hi = stretch
+    lo, hi = rgb_stretch(img, stretch)
     out = (rgb - lo) / max(float(hi - lo), 1e-6)
     return np.nan_to_num(np.clip(out, 0.0, 1.0)).astype(np.float32)
 
@@ -152,6 +280,10 @@ def pick_examples(cloud_fractions: Sequence[float], k: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------- report plots
+NRMSE_LABEL = "nRMSE (%) = 100 RMSE / target band range"
+"""The axis label of per-band nRMSE (:func:`dsen2cr.metrics.band_nrmse`)."""
+
+
 def _plot_axes(width: float, height: float) -> tuple[Any, Any]:
     """A figure (Agg backend) with one ordinary plot axes (ticks on)."""
     import matplotlib
@@ -202,11 +334,75 @@ def band_nrmse_plot(
     ax.set_xticklabels(S2_BANDS)
     ax.set_xlabel("Sentinel-2 band")
     log = _log_scale_if_dominated(ax, list(nrmse.values()))
-    ax.set_ylabel("nRMSE (%) of the band's value range" + (" (log scale)" if log else ""))
+    ax.set_ylabel(NRMSE_LABEL + (", log scale" if log else ""))
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- image grids
+ERROR_MASKED_COLOUR = "0.6"
+"""Colour of the cloud/shadow pixels in the reproduction-error maps (mid grey: magma has no
+grey, while its low end is black and would pass for zero error)."""
+
+
+def _aspect(image: object) -> float:
+    """Height / width of a (..., H, W) image."""
+    h, w = _np(image).shape[-2:]
+    return h / max(w, 1)
+
+
+def _image_axes(parent: Any, aspects: Sequence[float], cols: int) -> np.ndarray:
+    """``len(aspects) x cols`` image axes in a figure or subfigure, each row as tall as its
+    images (``aspect`` = height / width), ticks off."""
+    axes = parent.subplots(len(aspects), cols, squeeze=False,
+                           gridspec_kw={"height_ratios": list(aspects)})  # fmt: skip
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return axes
+
+
+def _image_grid(
+    aspects: Sequence[float], cols: int, panel_width: float, extra_width: float = 0.0
+) -> tuple[Any, np.ndarray]:
+    """A constrained-layout figure (Agg backend) of image rows fitted to their aspect ratios.
+
+    Each row gets ``panel_width * aspect`` inches for its images plus room for a title and a
+    two-line caption, so that no empty band is left between the rows; ``extra_width`` inches
+    are added for row labels and colour bars.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    height = sum(panel_width * a + 0.55 for a in aspects) + 0.4
+    fig = plt.figure(figsize=(panel_width * cols + extra_width, height), layout="constrained")
+    return fig, _image_axes(fig, aspects, cols)
+
+
+def rgb_panel(
+    ax: Any, s2_dn: object, title: str, stretch: str | tuple[float, float] = RGB_STRETCH_DN
+) -> None:
+    """Draw an RGB composite panel captioned with the reflectance range of its stretch.
+
+    Args:
+        ax: a matplotlib axes.
+        s2_dn: (13, H, W) image in DN (0 = nodata, drawn black by the default stretch).
+        title: what the panel shows.
+        stretch: as for :func:`rgb_composite`; a percentile stretch is captioned with the
+            values found for this image.
+    """
+    lo_hi = rgb_stretch(s2_dn, stretch)
+    caption = rgb_caption(lo_hi, percentile=isinstance(stretch, str))
+    image_panel(ax, rgb_composite(s2_dn, lo_hi), title, caption)
+
+
+def _two_lines(label: str) -> str:
+    """``"scene: 91 % cloud"`` -> ``"scene\\n91 % cloud"`` (a row label fits beside a row)."""
+    return label.replace(": ", "\n", 1)
 
 
 def example_grid(
@@ -220,8 +416,8 @@ def example_grid(
 
     Columns: cloudy RGB, SAR composite, target RGB, the prediction of every model, the cloud /
     shadow mask, and the reproduction-error map of every model (mean over the 13 bands of
-    ``|prediction - cloudy|`` in reflectance on clear pixels; cloud/shadow pixels drawn black,
-    as in paper Fig. 7), with one reflectance colour bar per row.
+    ``|prediction - cloudy|`` in reflectance on clear pixels; cloud/shadow pixels drawn grey),
+    with one reflectance colour bar per row. Every panel states its scale below it.
 
     Args:
         examples: one dict per row with ``"cloudy"``, ``"target"`` (13, H, W) DN, ``"sar"``
@@ -229,66 +425,75 @@ def example_grid(
             ``"predictions"`` ``{name: (13, H, W) DN}`` and an optional ``"label"`` (str).
         model_names: models to show, in column order (keys of ``predictions``).
         path: output PNG.
-        stretch: RGB stretch passed to :func:`rgb_composite` (stated in the title).
-        title: figure title; by default one stating the RGB bands and the stretch.
+        stretch: RGB stretch passed to :func:`rgb_composite` (stated under each panel).
+        title: figure title; by default one saying what the columns show.
     """
-    import matplotlib
-
     if not examples:
         raise ValueError("example_grid needs at least one example")
     cols = 3 + 2 * len(model_names) + 1
-    fig, axes = new_figure(len(examples), cols, size=2.1)
-    stretch_text = (
-        "per-image 2-98 % percentile stretch"
-        if isinstance(stretch, str)
-        else f"reflectance {stretch[0] / REFLECTANCE_SCALE:g}-{stretch[1] / REFLECTANCE_SCALE:g} stretched linearly"
-    )
-    cmap = matplotlib.colormaps["magma"].with_extremes(bad="black")
+    fig, axes = _image_grid([_aspect(ex["target"]) for ex in examples], cols, panel_width=2.1,
+                            extra_width=0.9)  # fmt: skip
     for r, ex in enumerate(examples):
-        mask = _np(ex["mask"]).reshape(_np(ex["mask"]).shape[-2:]) > 0
-        cloudy = _np(ex["cloudy"]).astype(np.float32)
-        panels: list[tuple[str, np.ndarray]] = [
-            ("cloudy input", rgb_composite(cloudy, stretch)),
-            ("SAR (G=VH, B=VV)", sar_composite(ex["sar"])),
-            ("target", rgb_composite(ex["target"], stretch)),
-        ]
-        preds = ex["predictions"]
-        for name in model_names:
-            panels.append((name, rgb_composite(preds[name], stretch)))
-        panels.append((f"mask ({100 * mask.mean():.0f} % cloud/shadow)", mask_composite(mask)))
-        errors = []
-        for name in model_names:
-            err = np.abs(_np(preds[name]).astype(np.float32) - cloudy).mean(axis=0) / REFLECTANCE_SCALE
-            errors.append(np.ma.masked_array(err, mask=mask))
-        clear = [e.compressed() for e in errors if e.count()]
-        vmax = float(np.percentile(np.concatenate(clear), 99)) if clear else 0.01
-        vmax = max(vmax, 1e-4)
-        for c, (label, img) in enumerate(panels):
-            axes[r, c].imshow(img, interpolation="nearest")
-            axes[r, c].set_title(label, fontsize=8)
-        im = None
-        for j, (name, err) in enumerate(zip(model_names, errors, strict=True)):
-            ax = axes[r, len(panels) + j]
-            im = ax.imshow(err, cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
-            ax.set_title(f"reprod. error\n{name}", fontsize=8)
-        if im is not None:
-            cb = fig.colorbar(im, ax=axes[r, len(panels):].tolist(), fraction=0.05, pad=0.02)
-            cb.set_label("|pred - cloudy| (reflectance)", fontsize=7)
-            cb.ax.tick_params(labelsize=7)
-        if ex.get("label"):
-            axes[r, 0].set_ylabel(str(ex["label"]), fontsize=7)
+        _example_row(fig, axes[r], ex, model_names, stretch)
     fig.suptitle(
-        title or f"RGB = B4, B3, B2, {stretch_text}; reproduction error on clear pixels, "
-        "cloud/shadow mask black",
+        title or "Test patches: RGB = B4, B3, B2 (stretch under each panel); reproduction error "
+        "|prediction - cloudy| on clear pixels, mean over the 13 bands",
         fontsize=9,
     )
     save_figure(fig, path)
+
+
+def _example_row(
+    fig: Any,
+    axes: np.ndarray,
+    ex: dict[str, Any],
+    model_names: list[str],
+    stretch: str | tuple[float, float],
+) -> None:
+    """One row of :func:`example_grid`."""
+    import matplotlib
+
+    mask = _np(ex["mask"]).reshape(_np(ex["mask"]).shape[-2:]) > 0
+    cloudy = _np(ex["cloudy"]).astype(np.float32)
+    preds = ex["predictions"]
+    rgb_panel(axes[0], cloudy, "cloudy input", stretch)
+    image_panel(axes[1], sar_composite(ex["sar"]), "SAR", sar_caption("\n"))
+    rgb_panel(axes[2], ex["target"], "target", stretch)
+    for j, name in enumerate(model_names):
+        rgb_panel(axes[3 + j], preds[name], name, stretch)
+    k = 3 + len(model_names)
+    cover = f"mask ({100 * mask.mean():.0f} % cloud/shadow)"
+    image_panel(axes[k], mask_composite(mask), cover, mask_caption(shadow=False))
+    errors = []
+    for name in model_names:
+        err = np.abs(_np(preds[name]).astype(np.float32) - cloudy).mean(axis=0) / REFLECTANCE_SCALE
+        errors.append(np.ma.masked_array(err, mask=mask))
+    clear = [e.compressed() for e in errors if e.count()]
+    vmax = max(float(np.percentile(np.concatenate(clear), 99)) if clear else 0.01, 1e-4)
+    cmap = matplotlib.colormaps["magma"].with_extremes(bad=ERROR_MASKED_COLOUR)
+    im = None
+    for j, (name, err) in enumerate(zip(model_names, errors, strict=True)):
+        im = image_panel(axes[k + 1 + j], err, f"reprod. error\n{name}",
+                         f"reflectance 0-{_num(vmax)}\ngrey: cloud/shadow",
+                         cmap=cmap, vmin=0.0, vmax=vmax)  # fmt: skip
+    if im is not None:
+        cb = fig.colorbar(im, ax=list(axes[k + 1 :]), fraction=0.05, pad=0.02)
+        cb.set_label("|pred - cloudy| (reflectance)", fontsize=7)
+        cb.ax.tick_params(labelsize=7)
+    if ex.get("label"):
+        axes[0].set_ylabel(_two_lines(str(ex["label"])), fontsize=7)
+
+
+# --------------------------------------------------------------------------- training
+LOSS_LABEL = "loss (scaled domain: DN / 2000 = 5 x reflectance)"
+"""The y label of training curves of DSen2-CR (the loss is taken on the network's scaled values)."""
 
 
 def training_curves_plot(
     curves: dict[str, dict[str, tuple[list[int], list[float]]]],
     path: str | os.PathLike[str],
     title: str = "Training curves",
+    ylabel: str = LOSS_LABEL,
 ) -> None:
     """Loss per epoch of one or more training runs.
 
@@ -297,6 +502,7 @@ def training_curves_plot(
             ``"val_loss"`` (values in the loss's scaled domain).
         path: output PNG.
         title: figure title.
+        ylabel: the y label, with the loss's unit (default: DSen2-CR's scaled domain).
     """
     if not curves:
         raise ValueError("training_curves_plot needs at least one run")
@@ -310,7 +516,7 @@ def training_curves_plot(
                 marker="o", markersize=3, label=f"{run}: {label}",
             )  # fmt: skip
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (scaled domain)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -340,6 +546,8 @@ def scene_examples_figure(
 ) -> None:
     """Large scenes as in paper Fig. 9: cloudy input, each model's prediction, target (RGB).
 
+    Every panel states its stretch below it; each row is as tall as its scene.
+
     Args:
         scenes: one dict per row: ``"label"`` (str), ``"cloudy"``, ``"target"`` (13, h, w) DN
             and ``"predictions"`` ``{name: (13, h, w) DN}`` (decimated scenes; 0 = nodata,
@@ -351,17 +559,17 @@ def scene_examples_figure(
     if not scenes:
         raise ValueError("scene_examples_figure needs at least one scene")
     cols = 2 + len(model_names)
-    fig, axes = new_figure(len(scenes), cols, size=3.0)
+    fig, axes = _image_grid([_aspect(sc["target"]) for sc in scenes], cols, panel_width=3.0,
+                            extra_width=0.4)  # fmt: skip
     for r, sc in enumerate(scenes):
         panels = [("cloudy input", sc["cloudy"])]
         panels += [(name, sc["predictions"][name]) for name in model_names]
         panels.append(("cloud-free target", sc["target"]))
         for c, (label, img) in enumerate(panels):
-            axes[r, c].imshow(rgb_composite(img, stretch), interpolation="nearest")
-            axes[r, c].set_title(label, fontsize=8)
-        axes[r, 0].set_ylabel(str(sc.get("label", "")), fontsize=7)
+            rgb_panel(axes[r, c], img, label, stretch)
+        axes[r, 0].set_ylabel(_two_lines(str(sc.get("label", ""))), fontsize=7)
     fig.suptitle("Large test scenes mosaicked from SEN12MS-CR patches (cf. paper Fig. 9); "
-                 "RGB = B4, B3, B2", fontsize=9)  # fmt: skip
+                 "RGB = B4, B3, B2, stretch under each panel; nodata black", fontsize=9)  # fmt: skip
     save_figure(fig, path)
 
 
@@ -389,14 +597,14 @@ def scene_spectra_figure(
 
     if not scenes:
         raise ValueError("scene_spectra_figure needs at least one scene")
-    fig, axes = plt.subplots(len(scenes), 2, figsize=(11.0, 3.0 * len(scenes)), squeeze=False)
+    fig, axes = plt.subplots(len(scenes), 2, figsize=(11.0, 3.3 * len(scenes)), squeeze=False)
     x = np.arange(len(S2_BANDS))
     for r, sc in enumerate(scenes):
         ax = axes[r, 0]
         for i, name in enumerate(model_names):
             _band_markers(ax, np.asarray(sc["band_nrmse"][name], np.float64), f"C{i}", name)
         log = _log_scale_if_dominated(ax, [sc["band_nrmse"][n] for n in model_names])
-        ax.set_ylabel("nRMSE (%)" + (" (log scale)" if log else ""))
+        ax.set_ylabel(NRMSE_LABEL + (", log scale" if log else ""), fontsize=8)
         ax.set_title(f"{sc.get('label', '')}: per-channel nRMSE", fontsize=9)
         ax = axes[r, 1]
         spectra = sc["spectra"]
@@ -405,14 +613,14 @@ def scene_spectra_figure(
             _band_markers(ax, np.asarray(spectra[name], np.float64), f"C{i}", name)
         _band_markers(ax, np.asarray(spectra["target"], np.float64), "k", "target")
         row, col = sc.get("pixel", ("?", "?"))
-        ax.set_ylabel("TOA reflectance")
+        ax.set_ylabel("TOA reflectance (DN / 10000)", fontsize=8)
         ax.set_title(f"central pixel (row {row}, col {col}): spectra", fontsize=9)
         for a in axes[r]:
             a.set_xticks(x)
             a.set_xticklabels(S2_BANDS, fontsize=7)
+            a.set_xlabel("Sentinel-2 band", fontsize=8)
             a.grid(alpha=0.3)
-        axes[r, 1].legend(fontsize=7, loc="best")
-        axes[r, 0].legend(fontsize=7, loc="best")
+            a.legend(fontsize=7, loc="best")
     marks = [Line2D([], [], marker=m, color="0.3", ls="none", label=f"{res} m")
              for res, m in _RESOLUTION_MARKERS.items()]  # fmt: skip
     fig.legend(handles=marks, loc="upper right", fontsize=8, title="band resolution",
@@ -422,6 +630,17 @@ def scene_spectra_figure(
     save_figure(fig, path)
 
 
+SCENE_60M_BANDS: tuple[str, ...] = ("B1", "B9", "B10")
+"""The 60 m channels of paper Fig. 12."""
+
+
+def _grey_stretch(band_dn: np.ndarray) -> tuple[float, float]:
+    """The DN drawn black and white for one band: its percentiles over the pixels with data."""
+    ok = band_dn[np.isfinite(band_dn) & (band_dn > 0)]
+    lo, hi = np.percentile(ok, PERCENTILES) if ok.size else (0.0, 1.0)
+    return float(lo), max(float(hi), float(lo) + 1.0)
+
+
 def scene_60m_figure(
     scenes: list[dict[str, Any]],
     model_name: str,
@@ -429,8 +648,9 @@ def scene_60m_figure(
 ) -> None:
     """The 60 m channels B1, B9 and B10 of large scenes: input, prediction, target (Fig. 12).
 
-    Each band is shown in grey with one stretch per band and scene (the 2nd-98th percentiles of
-    the target), the same for its input, prediction and target.
+    One block per scene, one row per band: cloudy input, prediction, target in grey with one
+    stretch per band and scene (the 2nd-98th percentiles of the target's reflectance), stated
+    under every panel and by the row's colour bar. The rows are as tall as the scene.
 
     Args:
         scenes: one dict per scene: ``"label"``, ``"cloudy"``, ``"target"`` (13, h, w) DN and
@@ -438,22 +658,35 @@ def scene_60m_figure(
         model_name: the model whose prediction is shown.
         path: output PNG.
     """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
     if not scenes:
         raise ValueError("scene_60m_figure needs at least one scene")
-    bands = [S2_BANDS.index(b) for b in ("B1", "B9", "B10")]
-    fig, axes = new_figure(len(scenes) * 3, len(bands), size=2.4)
-    for s, sc in enumerate(scenes):
-        rows = [("input", sc["cloudy"]), (model_name, sc["predictions"][model_name]),
-                ("target", sc["target"])]  # fmt: skip
-        for c, b in enumerate(bands):
-            t = _np(sc["target"])[b].astype(np.float64)
-            ok = t[t > 0]
-            lo, hi = np.percentile(ok, [2, 98]) if ok.size else (0.0, 1.0)
-            for k, (label, img) in enumerate(rows):
-                ax = axes[3 * s + k, c]
-                ax.imshow(_np(img)[b].astype(np.float64), cmap="gray", vmin=lo,
-                          vmax=max(hi, lo + 1.0), interpolation="nearest")  # fmt: skip
-                ax.set_title(f"{S2_BANDS[b]} {label}", fontsize=8)
-            axes[3 * s, 0].set_ylabel(str(sc.get("label", "")), fontsize=7)
-    fig.suptitle("60 m channels B1, B9, B10 of large test scenes (cf. paper Fig. 12)", fontsize=9)
+    width, n = 2.2, len(SCENE_60M_BANDS)
+    heights = [n * (width * _aspect(sc["target"]) + 0.55) + 0.35 for sc in scenes]
+    fig = plt.figure(figsize=(3 * width + 1.3, sum(heights) + 0.3), layout="constrained")
+    subfigs = fig.subfigures(len(scenes), 1, squeeze=False, height_ratios=heights).ravel()
+    for sub, sc in zip(subfigs, scenes, strict=True):
+        sub.suptitle(str(sc.get("label", "")), fontsize=8)
+        axes = _image_axes(sub, [_aspect(sc["target"])] * n, 3)
+        panels = [("cloudy input", sc["cloudy"]), (model_name, sc["predictions"][model_name]),
+                  ("target", sc["target"])]  # fmt: skip
+        for r, band in enumerate(SCENE_60M_BANDS):
+            b = S2_BANDS.index(band)
+            lo, hi = _grey_stretch(_np(sc["target"])[b].astype(np.float64))
+            im = None
+            for c, (label, img) in enumerate(panels):
+                refl = _np(img)[b].astype(np.float64) / REFLECTANCE_SCALE
+                im = image_panel(axes[r, c], refl, f"{band} {label}", grey_caption(band, lo, hi),
+                                 cmap="gray", vmin=lo / REFLECTANCE_SCALE,
+                                 vmax=hi / REFLECTANCE_SCALE)  # fmt: skip
+            cb = sub.colorbar(im, ax=list(axes[r]), fraction=0.04, pad=0.02)
+            cb.set_label(f"{band} reflectance", fontsize=7)
+            cb.ax.tick_params(labelsize=6)
+            axes[r, 0].set_ylabel(f"{band} ({S2_RESOLUTION_M[band]} m)", fontsize=7)
+    fig.suptitle("60 m channels B1, B9, B10 of large test scenes (cf. paper Fig. 12); grey: "
+                 "2nd-98th percentile of the target per band and scene", fontsize=9)  # fmt: skip
     save_figure(fig, path)

@@ -113,12 +113,19 @@ def _foreign_files(tmp_path: Path) -> dict[str, Path]:
     return out
 
 
+def summary_status(argv: list[str]) -> int:
+    """The exit status of ``dsen2cr predict --summary`` (it exits, as ``--version`` does)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    return int(exit_.value.code or 0)
+
+
 def test_foreign_files_are_one_line_data_errors(tmp_path: Path, capsys) -> None:
     for name, path in _foreign_files(tmp_path).items():
         with pytest.raises(DataError, match="is not a dsen2cr manifest") as err:
             summarize(path)
         assert str(path) in str(err.value) and "\n" not in str(err.value), name
-        assert main(["predict", "--summary", str(path)]) == 2, name
+        assert summary_status(["predict", "--summary", str(path)]) == 2, name
         captured = capsys.readouterr()
         err_lines = captured.err.strip().splitlines()
         assert len(err_lines) == 1 and "is not a dsen2cr manifest (JSON lines)" in err_lines[0]
@@ -134,9 +141,9 @@ def test_summary_of_a_folder_or_a_missing_file(tmp_path: Path, capsys) -> None:
     with pytest.raises(DataError) as err:
         summarize(tmp_path / "none.jsonl")
     assert str(err.value) == f"manifest file not found: {tmp_path / 'none.jsonl'}"
-    assert main(["predict", "--summary", str(folder)]) == 2
+    assert summary_status(["predict", "--summary", str(folder)]) == 2
     assert capsys.readouterr().err.strip() == (f"dsen2cr predict: error: manifest {folder} is a "
                                                "folder, expected a manifest file")  # fmt: skip
     empty = tmp_path / "empty.jsonl"  # created, nothing appended yet
     empty.write_bytes(b"")
-    assert summarize(empty).processes == 0 and main(["predict", "--summary", str(empty)]) == 0
+    assert summarize(empty).processes == 0 and summary_status(["predict", "--summary", str(empty)]) == 0

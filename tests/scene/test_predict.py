@@ -544,3 +544,61 @@ def test_cuda_file_prediction_matches_cpu(tmp_path, small, write_raster):
         with rasterio.open(tmp_path / f"{dev}.tif") as ds:
             out[dev] = ds.read().astype(int)
     assert np.abs(out["cpu"] - out["cuda"]).max() <= 1
+
+
+# --------------------------------------------------------------------------- keep clear pixels
+def check_keep_clear(tmp_path: Path, s2: Path, s1: Path, margin: int) -> dict:
+    """Predict plain and with keep_clear: clear valid pixels are the input, bit for bit; every
+    other pixel is the plain prediction; the 14th band says which."""
+    from dsen2cr.scene.writers import PROVENANCE
+
+    model = tiny_model()
+    opts = cpu(tile=96)
+    predict(s2, model, tmp_path / "plain.tif", s1, mask_out=tmp_path / "mask.tif", options=opts)
+    keep = replace(opts, keep_clear=True, clear_margin=margin)
+    predict(s2, model, tmp_path / "keep.tif", s1, options=keep)
+    with rasterio.open(s2) as a, rasterio.open(tmp_path / "plain.tif") as b, \
+         rasterio.open(tmp_path / "keep.tif") as c, rasterio.open(tmp_path / "mask.tif") as m:  # fmt: skip
+        inp, plain, kept, mask = a.read(), b.read(), c.read(), m.read(1)
+        assert c.count == 14 and c.descriptions[13].startswith("provenance")
+        tags = json.loads(c.tags()["DSEN2CR_KEEP_CLEAR"])
+        level = c.read(14, out_shape=(c.height // 2, c.width // 2)) if c.overviews(1) else None
+    assert tags["margin"] == margin and tags["provenance_band"] == 14
+    prov = kept[13]
+    clear = mask == 0
+    if margin:
+        from scipy import ndimage
+
+        grow = np.ones((2 * margin + 1,) * 2, bool)
+        cloud = ndimage.binary_dilation(mask == 1, grow)
+        shadow = ndimage.binary_dilation(mask == -1, grow)
+        clear = ~cloud & ~shadow & (mask != -128)
+    else:
+        cloud, shadow = mask == 1, mask == -1
+    valid = mask != -128
+    np.testing.assert_array_equal(prov == PROVENANCE["input"], clear & valid)
+    np.testing.assert_array_equal(kept[:13][:, prov == 1], inp[:, prov == 1].astype(np.uint16))
+    under = (prov == PROVENANCE["cloud"]) | (prov == PROVENANCE["shadow"])
+    np.testing.assert_array_equal(kept[:13][:, under], plain[:, under])
+    np.testing.assert_array_equal(prov == PROVENANCE["cloud"], cloud & valid & (plain != 0).any(0))
+    assert (kept[:13][:, prov == 0] == 0).all()
+    if level is not None:
+        assert set(np.unique(level)) <= {0, 1, 2, 3}
+    return {"kept": float((prov == 1).mean()), "under": float(under.mean())}
+
+
+@pytest.mark.parametrize("margin", [0, 2])
+def test_keep_clear_keeps_the_input_bit_for_bit(tmp_path, scene, write_raster, margin):
+    write_raster(tmp_path / "s2.tif", scene["s2_cloudy"])
+    write_raster(tmp_path / "s1.tif", scene["s1"])
+    share = check_keep_clear(tmp_path, tmp_path / "s2.tif", tmp_path / "s1.tif", margin)
+    assert 0.1 < share["kept"] < 0.9 and share["under"] > 0.1  # both kinds of pixels occur
+
+
+@needs_files(REALDATA / "sen12mscr_georef" / "ROIs1868_summer_s2_cloudy_19_p30.tif")
+def test_keep_clear_on_a_real_patch(tmp_path):
+    """A real SEN12MS-CR patch with scattered cumulus and their shadows."""
+    g = REALDATA / "sen12mscr_georef"
+    share = check_keep_clear(tmp_path, g / "ROIs1868_summer_s2_cloudy_19_p30.tif",
+                             g / "ROIs1868_summer_s1_19_p30.tif", 0)  # fmt: skip
+    assert share["kept"] > 0.2 and share["under"] > 0.05

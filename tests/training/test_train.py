@@ -7,6 +7,8 @@ CPU; every Lightning run here takes about a second.
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -344,6 +346,40 @@ def test_cli_train_on_generated_dataset(tmp_path, capsys) -> None:
     assert main([*argv[:3], "--resume", "last", *argv[3:], "trainer.max_epochs=3"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["epochs_trained"] == 1 and summary["last_epoch"]["epoch"] == 2
+
+
+class WarnsOnce(L.Callback):
+    """Warns a real warning at the start of training (the console must keep it)."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        warnings.warn("a real FutureWarning from the run", FutureWarning, stacklevel=1)
+
+
+def test_console_has_one_bar_and_no_lightning_ads_or_deprecation(tmp_path, data, capsys) -> None:
+    """Lightning's litlogger tip, its GPU / TPU lines and the LeafSpec deprecation its pytree code
+    triggers are dropped; its other lines, real warnings and the epoch bar are kept."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    lightning_log = logging.getLogger("lightning.pytorch")  # where Lightning's lines are printed
+    lightning_log.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train(tiny_config(tmp_path, trainer={"enable_progress_bar": True}),
+                  datamodule=datamodule(data), callbacks=[WarnsOnce()])  # fmt: skip
+    finally:
+        lightning_log.removeHandler(handler)
+    printed = capsys.readouterr()
+    logged = [r.getMessage() for r in records]
+    warned = [str(w.message) for w in caught]
+    text = "\n".join([*logged, *warned, printed.out, printed.err])
+    assert any("`Trainer.fit` stopped" in line for line in logged)  # Lightning still speaks
+    assert "a real FutureWarning from the run" in warned
+    for noise in ("Tip:", "litlogger", "GPU available", "TPU available", "LeafSpec"):
+        assert noise not in text, noise
+    assert "Epoch 1" in printed.out and "Validation" not in printed.out  # one bar: the epochs
+    assert not logging.getLogger("lightning.pytorch.utilities.rank_zero").filters  # removed
 
 
 @pytest.mark.slow

@@ -6,6 +6,9 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+DEVICE_HELP = "auto (default: CUDA when available, else the CPU), cpu, cuda or cuda:N"
+"""One wording of the device option for every command."""
+
 
 def add_speed_options(p: argparse.ArgumentParser, where: str) -> None:
     """--compile, --readers, --no-channels-last (:class:`dsen2cr.performance.SpeedOptions`,

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dsen2cr.cli.common import add_overwrite, add_speed_options, require, speed_options
+from dsen2cr.cli.common import DEVICE_HELP, add_overwrite, add_speed_options, require, speed_options
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -78,7 +78,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", nargs="+", default=None, metavar="NAME",
                    help="one model name per weight file (default: file stems)")
     p.add_argument("--batch", type=int, default=8, help="patches per forward pass (default 8)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--num-workers", type=int, default=2, help="data-loader workers (default 2)")
     p.add_argument("--max-images", type=int, default=None, metavar="N",
                    help="evaluate only the first N patches")
@@ -158,7 +158,7 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="report folder (default demo_out)")
     p.add_argument("--quick", action="store_true",
                    help="tiny settings (seconds): checks the pipeline, shows no real learning")
-    p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if available)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     add_overwrite(p, "demo outputs: run in a folder that is not empty")
 
     def run(a: argparse.Namespace) -> None:
@@ -184,7 +184,7 @@ def add_benchmark(sub: argparse._SubParsersAction) -> None:
         "translation ('io'). Prints one JSON object; progress goes to stderr. "
         "Python: dsen2cr.benchmark.run_benchmark.",
     )
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--quick", action="store_true",
                    help="small sizes: a CPU run takes under two minutes")
     p.add_argument("--json", type=Path, default=None, metavar="FILE",

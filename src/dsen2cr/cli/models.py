@@ -33,9 +33,10 @@ def add_convert_weights(sub: argparse._SubParsersAction) -> None:
 def add_info(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "info",
-        help="describe a weight file (architecture, parameters, training)",
-        description="Print the format, architecture, parameter count, receptive field and training "
-        "metadata of any weight file dsen2cr reads (safetensors, Keras .hdf5, .ckpt) as JSON. "
+        help="describe a weight file (provenance, architecture, parameters, training)",
+        description="Print the provenance (what the weights were trained on, with which loss and "
+        "inputs), format, architecture, parameter count, receptive field and training metadata "
+        "of any weight file dsen2cr reads (safetensors, Keras .hdf5, .ckpt) as JSON. "
         "Python: dsen2cr.models.describe_weights.",
     )
     p.add_argument("weights", type=Path)

@@ -6,14 +6,20 @@ import argparse
 import json
 from pathlib import Path
 
-from dsen2cr.cli.common import add_overwrite, add_speed_options, given, require, speed_options
+from dsen2cr.cli.common import (
+    DEVICE_HELP,
+    add_overwrite,
+    add_speed_options,
+    given,
+    require,
+    speed_options,
+)
 
 
-def _add_scene_options(p: argparse.ArgumentParser) -> None:
+def _add_scene_options(p: argparse.ArgumentParser, tile_help: str) -> None:
     """--tile, --device, --threshold, --compress, --quiet (shared by predict and mask)."""
-    p.add_argument("--tile", type=int, default=None,
-                   help="output pixels per tile side; the network sees tile + 2 x halo (default 512)")
-    p.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--tile", type=int, default=None, help=tile_help)
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--threshold", type=float, default=None,
                    help="cloud threshold of the mask (default 0.2)")
     p.add_argument("--compress", default=None, choices=["DEFLATE", "ZSTD", "LZW", "NONE"],
@@ -27,6 +33,26 @@ def _add_scene_options(p: argparse.ArgumentParser) -> None:
                    help="CPU threads of each stage: decoding, S1 warping, writing and "
                    "compressing (default: every core this process may use)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+class _Summary(argparse.Action):
+    """``--summary MANIFEST``: print the summary and exit, before any other option is required
+    (as ``--version`` does)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:  # fmt: skip
+        from dsen2cr.errors import DSen2CRError, cli_flags, one_line
+        from dsen2cr.scene import format_summary, summarize
+
+        try:
+            with cli_flags(lambda name: "--" + name.replace("_", "-")):
+                summary = summarize(Path(str(values)))
+                text = format_summary(summary)
+        except (DSen2CRError, OSError) as exc:
+            with cli_flags(lambda name: "--" + name.replace("_", "-")):
+                parser.exit(2, f"dsen2cr predict: error: {one_line(exc)}\n")
+        print(text)
+        parser.exit(0 if summary.complete else 1)
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
@@ -51,10 +77,11 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=Path, default=None, metavar="CSV",
                    help="batch from a CSV with columns s2,s1 and an optional out (paths relative "
                    "to the CSV's folder) instead of --s2/--s1")
-    p.add_argument("--weights", type=Path, default=None,
-                   help=".safetensors, the authors' Keras .hdf5, or a training .ckpt (required)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output .tif (a folder for a batch) (required)")
+    need = p.add_argument_group("required")
+    need.add_argument("--weights", type=Path, required=True,
+                      help=".safetensors, the authors' Keras .hdf5, or a training .ckpt")
+    need.add_argument("--out", type=Path, required=True,
+                      help="output .tif (a folder for a batch)")
     p.add_argument("--mask-out", type=Path, default=None,
                    help="also write the int8 cloud(1)/shadow(-1)/clear(0) mask (-128 nodata)")
     p.add_argument("--preview", type=Path, default=None,
@@ -65,9 +92,9 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="batch: predict share I (0-based) of N, e.g. $SLURM_ARRAY_TASK_ID/N "
                    "(default: from torchrun / srun / job-array variables)")
-    p.add_argument("--summary", type=Path, default=None, metavar="MANIFEST",
+    p.add_argument("--summary", type=Path, action=_Summary, metavar="MANIFEST",
                    help="print what a batch's manifest says is done, skipped, failed and still "
-                   "missing, and exit (status 1 unless complete)")
+                   "missing, and exit (status 1 unless complete; nothing else is needed)")
     p.add_argument("--batch", type=int, default=None,
                    help="tiles per forward pass (default 4 on CUDA, 1 on CPU)")
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default=None,
@@ -75,34 +102,28 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                    "autocast (default tf32 on CUDA, fp32 on CPU; README 'Precision')")
     p.add_argument("--s1-linear", action="store_true",
                    help="S1 holds linear backscatter: convert to dB (10 log10)")
-    _add_scene_options(p)
+    p.add_argument("--keep-clear", action="store_true",
+                   help="keep the input where the cloud/shadow mask says clear, predict only under "
+                   "clouds and shadows; adds a 14th band, the provenance (0 nodata, 1 input kept, "
+                   "2 under cloud, 3 under shadow)")
+    p.add_argument("--clear-margin", type=int, default=None, metavar="PX",
+                   help="with --keep-clear, grow clouds and shadows by PX pixels first (default 0)")
+    _add_scene_options(p, "output pixels per tile side; the network sees tile + 2 x halo "
+                          "(default 512)")
     add_speed_options(p, "")
     add_overwrite(p, "output files (prediction, mask, preview)")
 
     def run(a: argparse.Namespace) -> int:
-        from dsen2cr.scene import (
-            PredictOptions,
-            format_summary,
-            parse_shard,
-            plan_predict,
-            predict,
-            predict_batch,
-            summarize,
-        )
+        from dsen2cr.scene import PredictOptions, parse_shard, plan_predict, predict, predict_batch
 
-        if a.summary is not None:
-            summary = summarize(a.summary)
-            print(format_summary(summary))
-            return 0 if summary.complete else 1
-        require(p, [("--s2 (or --pairs)", a.s2 if a.pairs is None else a.pairs),
-                    ("--weights", a.weights), ("--out", a.out)])  # fmt: skip
+        require(p, [("--s2 (or --pairs)", a.s2 if a.pairs is None else a.pairs)])
         if a.s2 is not None and a.pairs is not None:
             p.error("give --s2/--s1 or --pairs, not both")
         options = PredictOptions(
             **given(a, "tile", "batch", "device", "precision", "threshold", "compress", "readers",
                     "threads"),
-            s1_linear=a.s1_linear, speed=speed_options(a), progress=not a.quiet,
-            band_check=a.band_check,
+            **given(a, "clear_margin"), s1_linear=a.s1_linear, speed=speed_options(a),
+            progress=not a.quiet, band_check=a.band_check, keep_clear=a.keep_clear,
         )  # fmt: skip
         shard = parse_shard(a.shard) if a.shard is not None else None
         one = plan_predict(a.s2, a.s1, a.out, weights=a.weights, mask_out=a.mask_out,
@@ -133,7 +154,8 @@ def add_mask(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("s2", type=Path, help="Sentinel-2 L1C: 13-band GeoTIFF in DN, .SAFE or .zip")
     p.add_argument("out", type=Path, help="output int8 COG")
-    _add_scene_options(p)
+    _add_scene_options(p, "output pixels per tile side; the mask is computed on tile + 2 x 7 "
+                          "pixels (its filters' radius) (default 512)")
     p.add_argument("--readers", type=int, default=None, metavar="N",
                    help="input reader threads (default 1 on CPU)")
     add_overwrite(p, "output file")

@@ -284,6 +284,8 @@ def _write_mosaic(files: list[Path], g: Grid, tmp: Path, target: Path, compress:
     with open_raster(files[0], "patch") as src:
         count, dtype = src.count, src.dtypes[0]
         descriptions = tuple(d or "" for d in src.descriptions) if any(src.descriptions) else ()
+        if src.tags().get("DSEN2CR_SYNTHETIC") == "1":  # a mosaic of synthetic patches is too
+            tags = {**tags, "DSEN2CR_SYNTHETIC": "1"}
     floating = np.issubdtype(np.dtype(dtype), np.floating)
     nodata = math.nan if floating else 0
     profile = CogProfile(count=count, dtype=dtype, nodata=nodata, compress=compress.upper(),

@@ -33,6 +33,7 @@ their common pixels.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -49,8 +50,25 @@ from dsen2cr.cloudmask import cloud_shadow_mask
 from dsen2cr.data.index import build_index
 from dsen2cr.data.layout import SEASONS, TEST_ROIS, VAL_ROIS
 from dsen2cr.errors import DataError, OptionError
-from dsen2cr.figures import mask_composite, new_figure, rgb_composite, sar_composite, save_figure
-from dsen2cr.io import atomic_folder, atomic_output, guard_outputs, read_raster, verify_written
+from dsen2cr.figures import (
+    image_panel,
+    mask_caption,
+    mask_composite,
+    new_figure,
+    rgb_caption,
+    rgb_composite,
+    sar_caption,
+    sar_composite,
+    save_figure,
+)
+from dsen2cr.io import (
+    atomic_folder,
+    atomic_output,
+    guard_outputs,
+    no_georef_warning,
+    read_raster,
+    verify_written,
+)
 from dsen2cr.scaling import REFLECTANCE_SCALE, S2_BANDS, S2_RESOLUTION_M
 
 # --------------------------------------------------------------------------- land cover & spectra
@@ -58,6 +76,9 @@ LANDCOVER_CLASSES: tuple[str, ...] = (
     "water", "forest", "cropland", "grassland", "bare_field", "urban", "bare_rock",
 )  # fmt: skip
 """Land-cover classes of the synthetic scenes; the ``landcover`` map stores their index."""
+SYNTHETIC_MARKER = "synthetic.json"
+"""File at the root of a synthetic dataset: what made it (the provenance weights trained on it
+record)."""
 
 WATER, FOREST, CROPLAND, GRASSLAND, BARE_FIELD, URBAN, BARE_ROCK = range(7)
 
@@ -471,6 +492,7 @@ def _write(
         profile.update(compress=compress, predictor=2)
     with atomic_output(path) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
+            dst.update_tags(DSEN2CR_SYNTHETIC="1")  # tells predict the input is not real
             dst.write(data)
         verify_written(tmp, path)
 
@@ -515,7 +537,23 @@ def generate_dataset(
     root = guard_outputs({"out": out}, overwrite=overwrite, folders=["out"])["out"]
     with atomic_folder(root) as staging:  # a failed run leaves no patch behind
         _write_rois(staging, rois, patches, size, seed, progress, compress)
+        marker = {"dataset": "synthetic SEN12MS-CR (dsen2cr synth-data)", "rois": rois,
+                  "patches": patches, "size": size, "seed": seed}  # fmt: skip
+        (staging / SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     return root
+
+
+def is_synthetic(root_or_file: str | os.PathLike[str]) -> bool:
+    """Whether a dataset root, or a raster file, was made by :func:`generate_dataset` (the root
+    holds :data:`SYNTHETIC_MARKER`; each patch carries the ``DSEN2CR_SYNTHETIC`` tag)."""
+    p = Path(root_or_file)
+    if p.is_dir():
+        return (p / SYNTHETIC_MARKER).is_file()
+    try:
+        with no_georef_warning(), rasterio.open(p) as src:
+            return src.tags().get("DSEN2CR_SYNTHETIC") == "1"
+    except (rasterio.errors.RasterioError, OSError):
+        return False
 
 
 def _write_rois(root: Path, rois: int, patches: int, size: int, seed: int, progress: bool,
@@ -604,15 +642,15 @@ def preview_grid(
             cloudy, _ = read_raster(trip[2], 13, "S2 cloudy image")
             rows.append((trip, cloud_shadow_mask(cloudy), cloudy))
     fig, axes = new_figure(len(rows), 4)
-    titles = ("cloudy S2 (RGB)", "S1 (R=0, G=VH, B=VV)", "cloud-free S2 target", "cloud / shadow")
+    titles = ("cloudy S2", "S1", "cloud-free S2 target", "cloud / shadow")
+    captions = (rgb_caption(), sar_caption("\n"), rgb_caption(), mask_caption())
     for i, ((s1p, s2p, s2cp), mask, s2c) in enumerate(rows):
         s1, _ = read_raster(s1p, 2, "S1 image")
         s2, _ = read_raster(s2p, 13, "S2 image")
         pics = (rgb_composite(s2c), sar_composite(s1), rgb_composite(s2), mask_composite(mask))
         for j, pic in enumerate(pics):
-            axes[i, j].imshow(pic, interpolation="nearest")
-            if i == 0:
-                axes[i, j].set_title(titles[j], fontsize=9)
+            image_panel(axes[i, j], pic, titles[j] if i == 0 else "", captions[j],
+                        interpolation="nearest")  # fmt: skip
         axes[i, 0].set_ylabel(Path(s2cp).stem.replace("_s2_cloudy", ""), fontsize=7)
     save_figure(fig, out_png)
     return Path(out_png)

@@ -20,8 +20,10 @@ from dsen2cr.models.weights import (
     describe_weights,
     load_weights,
     network_digest,
+    provenance,
     read_weights,
     save_weights,
+    trained_on_synthetic,
 )
 
 __all__ = [
@@ -37,6 +39,8 @@ __all__ = [
     "describe_weights",
     "load_weights",
     "network_digest",
+    "provenance",
     "read_weights",
     "save_weights",
+    "trained_on_synthetic",
 ]

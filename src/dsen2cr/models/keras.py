@@ -310,6 +310,11 @@ def read_keras(
         "keras_backend": backend,
         "res_scale_source": "model_config" if res_scale is not None else "default",
         "input_normalization": NORMALIZATION,
+        "trained_on": {
+            "kind": "SEN12MS-CR",
+            "note": f"imported from the Keras file {p.name}; the authors' published weights "
+            "(Meraner et al. 2020) were trained on SEN12MS-CR's training ROIs",
+        },
     }
     return config, state, info
 

@@ -67,9 +67,11 @@ __all__ = [
     "describe_weights",
     "load_weights",
     "network_digest",
+    "provenance",
     "read_weights",
     "register_architecture",
     "save_weights",
+    "trained_on_synthetic",
     "weight_format",
 ]
 
@@ -512,8 +514,31 @@ def describe_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
         "parameters": count_parameters(model),
         "uses_sar": bool(getattr(model, "uses_sar", False)),
         "receptive_field_radius": getattr(model, "receptive_field_radius", None),
+        "provenance": provenance(dict(getattr(model, "training_info", {}) or {}),
+                                 bool(getattr(model, "uses_sar", False))),
         "training": model.training_info,
     }
+
+
+def provenance(info: Mapping[str, Any], uses_sar: bool) -> str:
+    """One sentence on where weights come from: what they were trained on, with which loss and
+    inputs (from ``training_info``, as :func:`save_weights` and the training record it)."""
+    trained = info.get("trained_on") or {}
+    kind = trained.get("kind", "unknown") if isinstance(trained, Mapping) else "unknown"
+    loss = str(info.get("loss") or "an unrecorded loss").upper().replace("PLAIN", "L1")
+    inputs = "Sentinel-1 + Sentinel-2" if uses_sar else "Sentinel-2 only"
+    where = {
+        "synthetic": "synthetic data (dsen2cr synth-data): for testing the pipeline, NOT for "
+        "real imagery",
+        "SEN12MS-CR": "SEN12MS-CR" + (f" ({trained.get('note')})" if trained.get("note") else ""),
+    }.get(kind, "unrecorded data")
+    return f"trained on {where}; loss {loss}; inputs {inputs}"
+
+
+def trained_on_synthetic(info: Mapping[str, Any]) -> bool:
+    """Whether weights record that they were trained on synthetic data."""
+    trained = info.get("trained_on")
+    return isinstance(trained, Mapping) and trained.get("kind") == "synthetic"
 
 
 def network_digest(model: nn.Module) -> str:

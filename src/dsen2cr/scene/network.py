@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class LoadedNetwork:
         config: the network's constructor config (recorded in the outputs).
         device: where it runs.
         speed: its memory format and compilation.
+        info: how the weights were made (``training_info``: what they were trained on, loss,
+            inputs; see :func:`dsen2cr.models.provenance`).
     """
 
     module: nn.Module
@@ -52,6 +54,7 @@ class LoadedNetwork:
     config: dict[str, Any]
     device: torch.device
     speed: SpeedOptions
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 _LAST: dict[tuple[Any, ...], LoadedNetwork] = {}
@@ -128,4 +131,5 @@ def _prepare(net: nn.Module, path: Path | None, dev: torch.device, speed: SpeedO
         config=dict(getattr(net, "config", {}) or {}),
         device=dev,
         speed=speed,
+        info=dict(getattr(net, "training_info", {}) or {}),
     )

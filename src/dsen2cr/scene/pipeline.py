@@ -63,10 +63,12 @@ class TileBatch:
 
 @dataclass(frozen=True)
 class MaskSpec:
-    """The cloud mask a computer adds: its threshold and the scene-wide shadow statistics."""
+    """The cloud mask a computer adds: its threshold, the scene-wide shadow statistics, and the
+    margin (pixels) by which a writer will dilate it (``keep_clear``), which the halo covers."""
 
     threshold: float
     shadow_stats: ShadowStats
+    margin: int = 0
 
 
 @dataclass
@@ -86,6 +88,8 @@ class TileResult:
             ``valid`` is False.
         mask_from: on CPU, the window's S2 DN and the mask spec, for the writer thread to
             compute the mask (:meth:`completed`), so that masks are computed on all writers.
+        mask_window: the mask of the whole tile window (what a dilation of the core's mask
+            needs), or None.
     """
 
     tile: Tile
@@ -96,6 +100,7 @@ class TileResult:
     mask: np.ndarray | None
     dn: np.ndarray | None = None
     mask_from: tuple[np.ndarray, MaskSpec] | None = None
+    mask_window: np.ndarray | None = None
 
     def completed(self) -> TileResult:
         """This result with its deferred mask computed (in the calling thread)."""
@@ -103,7 +108,7 @@ class TileResult:
             return self
         s2, spec = self.mask_from
         m = cloud_shadow_mask(s2, spec.threshold, shadow_stats=spec.shadow_stats)
-        self.mask, self.mask_from = self.tile.core_of(m), None
+        self.mask, self.mask_window, self.mask_from = self.tile.core_of(m), m, None
         return self
 
     @property
@@ -179,7 +184,7 @@ class TileComputer:
     def halo(self) -> int:
         """Context a tile needs on each side: the receptive field and/or the mask's radius."""
         halo = self.network.halo if self.network is not None else 0
-        return max(halo, MASK_RADIUS) if self.mask is not None else halo
+        return max(halo, MASK_RADIUS + self.mask.margin) if self.mask is not None else halo
 
     def _to_device(self, a: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(a)
@@ -219,6 +224,8 @@ class TileComputer:
                     s1=None if batch.s1 is None else t.core_of(batch.s1[i]), prediction=None,
                     dn=np.zeros((13, h, w), np.uint16) if self.network is not None else None,
                     mask=np.zeros((h, w), np.int8) if self.mask is not None else None,
+                    mask_window=(np.zeros(batch.valid[i].shape, np.int8) if self.mask is not None
+                                 else None),
                 ))  # fmt: skip
             return out
 
@@ -271,6 +278,7 @@ class TileComputer:
                     prediction=None if p is None or as_dn else t.core_of(p[i]),
                     dn=t.core_of(p[i]) if as_dn else None,  # type: ignore[index]
                     mask=None if m is None else t.core_of(m[i]),
+                    mask_window=None if m is None else m[i],
                     mask_from=(batch.s2[i], self.mask) if defer else None,  # type: ignore[arg-type]
                 )
                 for i, t in enumerate(batch.tiles)

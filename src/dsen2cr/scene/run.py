@@ -29,8 +29,10 @@ import torch
 from dsen2cr import __version__
 from dsen2cr.cloudmask import DEFAULT_THRESHOLD, MASK_RADIUS
 from dsen2cr.cog import COMPRESSIONS
+from dsen2cr.data.synthetic import is_synthetic
 from dsen2cr.errors import DataError, DSen2CRError, OptionError
 from dsen2cr.io import atomic_output, bounded_gdal, cpu_count, guard_outputs
+from dsen2cr.models import trained_on_synthetic
 from dsen2cr.performance import SpeedOptions, check_precision, resolve_device, resolve_precision
 from dsen2cr.scene.inputs import FileInputs, SceneInputs, scene_shadow_statistics
 from dsen2cr.scene.network import LoadedNetwork
@@ -44,6 +46,8 @@ log = logging.getLogger(__name__)
 
 MIN_TILE = 16
 """Smallest core tile size."""
+MAX_CLEAR_MARGIN = 27
+"""Largest ``clear_margin``: the paper model's halo (34) covers the mask's radius (7) plus it."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,11 @@ class PredictOptions:
         progress: show a progress bar (tiles/s) when stderr is a terminal.
         band_check: refuse a 13-band GeoTIFF whose bands are not in the order B1 ... B12
             (:func:`~dsen2cr.scene.sentinel2.band_order_problem`); False proceeds anyway.
+        keep_clear: keep the input's DN where the cloud/shadow mask says clear and predict only
+            under clouds and shadows; the prediction gets a 14th band, the per-pixel provenance
+            (:func:`dsen2cr.scene.writers.keep_clear`).
+        clear_margin: with ``keep_clear``, pixels by which clouds and shadows grow first (the
+            mask misses the thin edges of clouds), 0 to 27.
     """
 
     tile: int = 512
@@ -84,6 +93,8 @@ class PredictOptions:
     speed: SpeedOptions = field(default_factory=SpeedOptions)
     progress: bool = True
     band_check: bool = True
+    keep_clear: bool = False
+    clear_margin: int = 0
 
     def __post_init__(self) -> None:
         def positive(name: str, value: Any, low: int = 1) -> None:
@@ -96,6 +107,9 @@ class PredictOptions:
         positive("batch", self.batch)
         positive("readers", self.readers)
         positive("threads", self.threads)
+        if not isinstance(self.clear_margin, int) or not 0 <= self.clear_margin <= MAX_CLEAR_MARGIN:
+            raise OptionError("clear_margin", f"must be an integer from 0 to {MAX_CLEAR_MARGIN}, "
+                              f"got {self.clear_margin!r}")  # fmt: skip
         if self.precision is not None:
             check_precision(self.precision)
         if not isinstance(self.threshold, (int, float)) or not math.isfinite(self.threshold):
@@ -113,13 +127,16 @@ class PredictOptions:
         """The options that define an output file, recorded in it (``DSEN2CR_OPTIONS``).
 
         A batch skips a scene whose output has the same fingerprint (and weights and inputs):
-        ``tile``, ``precision`` (as run on ``device``), ``threshold``, ``compress`` and
-        ``s1_linear``. The options that only change the speed (``batch``, ``device``,
+        ``tile``, ``precision`` (as run on ``device``), ``threshold``, ``compress``,
+        ``s1_linear`` and, when set, ``keep_clear`` with ``clear_margin``. The options that only change the speed (``batch``, ``device``,
         ``readers``, ``threads``, ``speed``, ``progress``) are not part of it.
         """
-        return {"tile": self.tile, "precision": self.precision_on(device),
-                "threshold": float(self.threshold), "compress": self.compress,
-                "s1_linear": self.s1_linear}  # fmt: skip
+        out = {"tile": self.tile, "precision": self.precision_on(device),
+               "threshold": float(self.threshold), "compress": self.compress,
+               "s1_linear": self.s1_linear}  # fmt: skip
+        if self.keep_clear:  # absent otherwise: outputs made before it existed still match
+            out.update(keep_clear=True, clear_margin=self.clear_margin)
+        return out
 
     def batch_for(self, device: torch.device) -> int:
         """The batch size on ``device`` (:attr:`batch`, or its default)."""
@@ -179,6 +196,13 @@ def prediction_tags(scene: S2Scene, s1: S1Source | None, network: LoadedNetwork,
     }
     if scene.baseline is not None:
         tags["DSEN2CR_S2_BASELINE"] = scene.baseline
+    if options.keep_clear:
+        tags["DSEN2CR_KEEP_CLEAR"] = json.dumps({
+            "margin": options.clear_margin, "provenance_band": 14,
+            "values": "0 nodata, 1 input kept (clear), 2 reconstructed under cloud, "
+                      "3 reconstructed under shadow",
+            "kept": "the input's DN, bit for bit (after the offset of L1C baseline >= 04.00)",
+        })  # fmt: skip
     return tags
 
 
@@ -192,9 +216,10 @@ def mask_tags(scene: S2Scene, threshold: float) -> dict[str, str]:
     }
 
 
-def mask_spec(inputs: SceneInputs, threshold: float) -> MaskSpec:
-    """The mask of a scene: its threshold and scene-wide shadow statistics (valid pixels)."""
-    return MaskSpec(threshold, scene_shadow_statistics(inputs))
+def mask_spec(inputs: SceneInputs, threshold: float, margin: int = 0) -> MaskSpec:
+    """The mask of a scene: its threshold, scene-wide shadow statistics (valid pixels) and the
+    margin ``keep_clear`` dilates it by."""
+    return MaskSpec(threshold, scene_shadow_statistics(inputs), margin)
 
 
 def open_inputs(s2: str | os.PathLike[str], s1: str | os.PathLike[str] | None,
@@ -220,9 +245,26 @@ def open_inputs(s2: str | os.PathLike[str], s1: str | os.PathLike[str] | None,
         s1src = open_s1(s1, scene, linear=options.s1_linear)
     for warning in implausible_s2(scene) + (implausible_s1(s1src) if s1src else []):
         log.warning("warning: %s", warning)
+    _warn_synthetic_weights(network, scene)
     if network is not None and s1src is None and s1 is not None:
         log.warning("note: the weights do not use SAR; ignoring the S1 input %s", s1)
     return scene, s1src
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_synthetic_weights(network: LoadedNetwork | None, scene: S2Scene) -> None:
+    """One warning line per process and network when weights trained on synthetic data meet real
+    imagery (an input that ``synth-data`` did not make)."""
+    if network is None or not trained_on_synthetic(network.info) or network.digest in _WARNED:
+        return
+    if scene.kind == "geotiff" and is_synthetic(scene.path):
+        return
+    _WARNED.add(network.digest)
+    log.warning("warning: the weights %s were trained on synthetic data: they test the pipeline "
+                "but blur and tint real imagery; for real scenes use the authors' weights "
+                "(README, 'Remove clouds from your own scene')", network.name)
 
 
 def run_scene(
@@ -267,15 +309,17 @@ def run_scene(
     threads = options.threads_here()
     clock = StageClock()
     inputs = FileInputs(scene, s1src, threads=threads)
-    want_mask = outputs.mask_out is not None or outputs.preview is not None or network is None
+    keep = options.keep_clear and network is not None
+    want_mask = outputs.mask_out is not None or outputs.preview is not None or network is None or keep
     batch = options.batch_for(dev)
-    halo = max(network.halo if network is not None else 0, MASK_RADIUS if want_mask else 0)
+    halo = max(network.halo if network is not None else 0,
+               MASK_RADIUS + (options.clear_margin if keep else 0) if want_mask else 0)  # fmt: skip
     check_tile_fits(options.tile, halo, batch, network, dev, max(scene.height, scene.width))
     with bounded_gdal(threads), contextlib.ExitStack() as stack:
         mask = None
         if want_mask:
             with clock.time("statistics"):
-                mask = mask_spec(inputs, options.threshold)
+                mask = mask_spec(inputs, options.threshold, options.clear_margin if keep else 0)
         compiled = network is not None and network.speed.compile  # one input shape per process
         computer = TileComputer(network, dev, precision, mask, pad_batch=batch if compiled else None, dn=True)
         # every output is renamed into place when the block ends without an error
@@ -288,6 +332,7 @@ def run_scene(
             tags=prediction_tags(scene, s1src, network, options) if network is not None else {},
             mask_tags=mask_tags(scene, options.threshold), preview=outputs.preview is not None,
             with_sar=s1src is not None, with_mask=mask is not None, clock=clock,
+            keep_clear=options.clear_margin if keep else None,
         )  # fmt: skip
         t_loop = time.perf_counter()
         try:

@@ -20,10 +20,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from dsen2cr.cog import CogProfile, CogWriter
 from dsen2cr.errors import DataError
-from dsen2cr.figures import mask_composite, new_figure, rgb_composite, sar_composite, save_figure
+from dsen2cr.figures import (
+    image_panel,
+    mask_caption,
+    mask_composite,
+    new_figure,
+    rgb_caption,
+    rgb_composite,
+    rgb_stretch,
+    sar_caption,
+    sar_composite,
+    save_figure,
+)
 from dsen2cr.scaling import S2_BANDS, scaled_to_dn
 from dsen2cr.scene.pipeline import TileResult
 from dsen2cr.scene.stages import StageClock
@@ -34,6 +46,10 @@ MASK_NODATA = -128
 """Nodata value of the int8 cloud/shadow mask raster."""
 MASK_DESCRIPTION = "cloud (1) / shadow (-1) / clear (0)"
 MASK_VALUES = "1 cloud, -1 shadow, 0 clear, -128 nodata"
+PROVENANCE = {"nodata": 0, "input": 1, "cloud": 2, "shadow": 3}
+"""Values of the provenance band of a ``keep_clear`` prediction (its 14th band)."""
+PROVENANCE_DESCRIPTION = ("provenance: 0 nodata, 1 input kept (clear), 2 reconstructed under "
+                          "cloud, 3 reconstructed under shadow")  # fmt: skip
 PREVIEW_SIZE = 1024
 """Longest side (pixels) of the arrays a preview is drawn from."""
 
@@ -52,6 +68,39 @@ def prediction_to_dn(pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
     dn = scaled_to_dn(pred)
     dn *= valid  # OUTPUT_NODATA (0) where not valid
     return dn
+
+
+def keep_clear(r: TileResult, dn: np.ndarray, margin: int) -> np.ndarray:
+    """The ``keep_clear`` output of one tile core: the input's DN where the cloud/shadow mask,
+    dilated by ``margin`` pixels, says clear, the prediction ``dn`` under clouds and shadows, and
+    the provenance band (:data:`PROVENANCE`).
+
+    Args:
+        r: the tile's result (with its window mask).
+        dn: (13, h, w) uint16 prediction of the core, 0 where it is nodata.
+        margin: pixels by which clouds and shadows grow before the input is kept (the mask
+            misses the thin edges of clouds; 0 keeps the mask as it is).
+
+    Returns:
+        (14, h, w) uint16: 13 bands of DN (the input's own values where kept, bit for bit for
+        integer inputs, including a band that is 0 there) and the provenance.
+    """
+    assert r.mask_window is not None
+    cloud, shadow = r.mask_window == 1, r.mask_window == -1
+    if margin:
+        square = np.ones((2 * margin + 1, 2 * margin + 1), bool)
+        cloud = ndimage.binary_dilation(cloud, square)
+        shadow = ndimage.binary_dilation(shadow, square)
+    cloud, shadow = r.tile.core_of(cloud), r.tile.core_of(shadow)
+    predicted = (dn != 0).any(axis=0)  # S2 valid and, for SAR networks, S1 present
+    prov = np.where(cloud, PROVENANCE["cloud"], np.where(shadow, PROVENANCE["shadow"],
+                                                         PROVENANCE["input"])).astype(np.uint16)  # fmt: skip
+    prov[(prov != PROVENANCE["input"]) & ~predicted] = PROVENANCE["nodata"]
+    prov[~r.valid] = PROVENANCE["nodata"]
+    kept = prov == PROVENANCE["input"]
+    source = np.clip(np.rint(r.s2), 0, 65535).astype(np.uint16)  # exact for integer inputs
+    out = np.where(kept[None], source, dn)
+    return np.concatenate([out, prov[None]])
 
 
 def mask_with_nodata(result: TileResult) -> np.ndarray:
@@ -116,25 +165,27 @@ class Preview:
             self.mask[dr, dc] = mask[ir::s, ic::s]
 
     def write(self, path: Path, title: str) -> None:
-        """Input RGB | SAR | mask | prediction RGB side by side, as a PNG (atomically)."""
-        panels: list[tuple[str, np.ndarray]] = [("cloudy input (S2 RGB)", rgb_composite(self.s2))]
+        """Input RGB | SAR | mask | prediction RGB side by side, as a PNG (atomically), every
+        panel with its stretch and units."""
+        stretch = rgb_stretch(self.s2)  # one stretch for input and prediction: comparable
+        panels: list[tuple[str, np.ndarray, str]] = [
+            ("cloudy input (S2)", rgb_composite(self.s2, stretch), rgb_caption(stretch))]
         if self.s1 is not None:
-            panels.append(("SAR (S1: R=0, G=VH, B=VV)", sar_composite(self.s1)))
+            panels.append(("SAR (S1)", sar_composite(self.s1), sar_caption("\n")))
         if self.mask is not None:
             m = self.mask.astype(np.float32)
             pic = mask_composite(np.where(self.mask == MASK_NODATA, 0, m))
             pic[self.mask == MASK_NODATA] = (0.5, 0.0, 0.0)
-            panels.append(("cloud (white) / shadow (blue) / nodata (red)", pic))
-        out_rgb = rgb_composite(self.out)
+            panels.append(("cloud / shadow mask", pic, mask_caption() + ", red nodata"))
+        out_rgb = rgb_composite(self.out, stretch)
         out_rgb[(self.out == 0).all(axis=0)] = 0.0
-        panels.append(("DSen2-CR prediction (RGB)", out_rgb))
+        panels.append(("DSen2-CR prediction", out_rgb, rgb_caption(stretch) + ", black nodata"))
         h, w = self.s2.shape[1:]
         fig, axes = new_figure(1, len(panels))
         panel_w = 4.0
-        fig.set_size_inches(panel_w * len(panels), panel_w * h / max(w, 1) + 0.7)
-        for ax, (name, img) in zip(axes[0], panels, strict=True):
-            ax.imshow(img, interpolation="antialiased")
-            ax.set_title(name, fontsize=9)
+        fig.set_size_inches(panel_w * len(panels), panel_w * h / max(w, 1) + 1.1)
+        for ax, (name, img, caption) in zip(axes[0], panels, strict=True):
+            image_panel(ax, img, name, caption, interpolation="antialiased")
         fig.suptitle(title, fontsize=10)
         fig.tight_layout()
         save_figure(fig, path)
@@ -161,6 +212,9 @@ class SceneSink:
         with_sar: the preview shows SAR.
         with_mask: the tiles carry masks (for counts and the preview), even without ``mask``.
         clock: counts ``convert``, ``encode``, ``overviews`` and ``layout`` seconds.
+        keep_clear: keep the input where clear (:func:`keep_clear`), with this margin in
+            pixels; the prediction then has a 14th band, the provenance. None: predict
+            everywhere.
     """
 
     def __init__(
@@ -177,8 +231,10 @@ class SceneSink:
         with_sar: bool = False,
         with_mask: bool = False,
         clock: StageClock | None = None,
+        keep_clear: int | None = None,
     ) -> None:
         self.grid = grid
+        self.keep_clear = keep_clear
         self.clock = clock or StageClock()
         self.counters = Counters()
         self._lock = threading.Lock()
@@ -188,9 +244,12 @@ class SceneSink:
         self.cogs: list[CogWriter] = []
         self.prediction = self.mask = None
         if prediction is not None:
+            extra = keep_clear is not None  # the provenance band, reduced by its mode
             self.prediction = CogWriter(prediction, grid.height, grid.width, CogProfile(
-                count=13, dtype="uint16", nodata=OUTPUT_NODATA, compress=compress, predictor=True,
-                overviews="average", tags=tags, descriptions=tuple(S2_BANDS), **geo),
+                count=14 if extra else 13, dtype="uint16", nodata=OUTPUT_NODATA,
+                compress=compress, predictor=True, overviews="average", tags=tags,
+                descriptions=(*S2_BANDS, *([PROVENANCE_DESCRIPTION] if extra else [])),
+                mode_bands=(13,) if extra else (), mode_priority=(2, 3, 1), **geo),
                 final=finals[0])  # fmt: skip
             self.cogs.append(self.prediction)
         if mask is not None:
@@ -209,6 +268,10 @@ class SceneSink:
             if not ok.all():  # nodata is 0: multiplying is what a boolean index costs 10x
                 dn *= ok  # a fresh array, or the batch's own host copy
         mm = mask_with_nodata(r) if r.mask is not None else None
+        written = dn
+        if self.keep_clear is not None and dn is not None:
+            written = keep_clear(r, dn, self.keep_clear)
+            dn = written[:13]  # what the preview shows
         counts = Counters()
         counts.add(ok, r.valid, mm)
         with self._lock:
@@ -217,8 +280,8 @@ class SceneSink:
             self.preview.add(r, dn, mm)  # disjoint pixels per tile: no lock
         self.clock.add("convert", time.perf_counter() - t0)
         row, col = r.tile.core[:2]
-        if self.prediction is not None and dn is not None:
-            self.prediction.write(dn, row, col)
+        if self.prediction is not None and written is not None:
+            self.prediction.write(written, row, col)
         if self.mask is not None and mm is not None:
             self.mask.write(mm[None], row, col)
 

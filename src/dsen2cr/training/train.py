@@ -16,8 +16,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +28,13 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from dsen2cr.data.datamodule import SEN12MSCRDataModule
 from dsen2cr.data.dataset import S2_DTYPES, open_patch
+from dsen2cr.data.synthetic import is_synthetic
 from dsen2cr.errors import ConfigError, DataError, DSen2CRError, InputNotFoundError
 from dsen2cr.io import atomic_output, new_folders, remove_empty
 from dsen2cr.models import read_weights
@@ -158,6 +163,60 @@ def preflight(config: TrainConfig, datamodule: L.LightningDataModule) -> None:
                     "is exported", config.data.root)  # fmt: skip
 
 
+# --------------------------------------------------------------------------- console
+_LIGHTNING_NOISE = re.compile(r"💡 Tip: |GPU available: |TPU available: ")
+"""Lightning's rank-zero info lines that ``train`` drops: its advertisements (the litlogger and
+litmodels tips) and the GPU / TPU availability lines. Its other lines and warnings are kept."""
+_RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+"""The loggers of Lightning's ``rank_zero_info``."""
+_LIGHTNING_DEPRECATION = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
+"""torch's FutureWarning that Lightning's own pytree code (not ours) triggers on every fit."""
+
+
+class _DropLightningNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _LIGHTNING_NOISE.match(record.getMessage())
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Within: Lightning's tips and accelerator lines and the LeafSpec deprecation it triggers
+    are dropped (matched by message, and for the warning by Lightning's modules); everything
+    else it logs or warns is kept. The filters are removed on exit."""
+    noise = _DropLightningNoise()
+    loggers = [logging.getLogger(name) for name in _RANK_ZERO_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(noise)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_LIGHTNING_DEPRECATION, category=FutureWarning,
+                                    module=r"(lightning|pytorch_lightning)\.")  # fmt: skip
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(noise)
+
+
+class EpochProgressBar(TQDMProgressBar):
+    """Lightning's progress bar with one bar for training: the validation and sanity-check
+    passes inside ``fit`` get no bar of their own (their losses show on the epoch bar)."""
+
+    def init_sanity_tqdm(self) -> Tqdm:
+        return Tqdm(disable=True)
+
+    def init_validation_tqdm(self) -> Tqdm:
+        return Tqdm(disable=True)
+
+
+def _progress_bar(kwargs: Mapping[str, Any], callbacks: Sequence[L.Callback]) -> list[L.Callback]:
+    """``[EpochProgressBar()]`` unless the bar is off or the caller brings a progress bar."""
+    if not kwargs.get("enable_progress_bar", True) or any(
+        isinstance(c, ProgressBar) for c in callbacks
+    ):
+        return []
+    return [EpochProgressBar()]
+
+
 def _global_rank() -> int:
     return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
 
@@ -230,19 +289,22 @@ def train(
         TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", default_hp_metric=False),
         CSVLogger(save_dir=str(run_dir), name="csv"),
     ]
-    trainer = L.Trainer(
-        default_root_dir=str(run_dir),
-        logger=loggers,
-        callbacks=[ckpt_cb, _WriteConfig(cfg, run_dir / "config.yaml"), *callbacks],
-        **cfg.trainer.lightning_kwargs(),
-    )
-    try:
-        trainer.fit(module, datamodule=dm, ckpt_path=str(resume_path) if resume_path else None)
-    except BaseException:  # Lightning turns an interrupt into SystemExit(1)
-        if created and trainer.is_global_zero and not any(ckpt_dir.glob("*.ckpt")):
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing to resume: leave no debris
-            remove_empty(created[1:])
-        raise
+    kwargs = cfg.trainer.lightning_kwargs()
+    with quiet_lightning():
+        trainer = L.Trainer(
+            default_root_dir=str(run_dir),
+            logger=loggers,
+            callbacks=[ckpt_cb, _WriteConfig(cfg, run_dir / "config.yaml"),
+                       *_progress_bar(kwargs, callbacks), *callbacks],
+            **kwargs,
+        )
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=str(resume_path) if resume_path else None)
+        except BaseException:  # Lightning turns an interrupt into SystemExit(1)
+            if created and trainer.is_global_zero and not any(ckpt_dir.glob("*.ckpt")):
+                shutil.rmtree(run_dir, ignore_errors=True)  # nothing to resume: leave no debris
+                remove_empty(created[1:])
+            raise
 
     best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
     last = Path(ckpt_cb.last_model_path) if ckpt_cb.last_model_path else None
@@ -258,6 +320,7 @@ def train(
         "epochs": int(trainer.current_epoch),
         "global_step": int(trainer.global_step),
         "framework": f"dsen2cr (PyTorch {torch.__version__}, Lightning {L.__version__})",
+        "trained_on": trained_on(cfg, given_datamodule=datamodule is not None),
     }
     if hasattr(cfg.loss, "lam"):
         info["lam"] = cfg.loss.lam
@@ -284,6 +347,20 @@ def train(
         module=module.eval(),
         global_zero=bool(trainer.is_global_zero),
     )
+
+
+def trained_on(cfg: Any, given_datamodule: bool = False) -> dict[str, Any]:
+    """What a run trained on, recorded in its weights (``training_info["trained_on"]``):
+    ``{"kind": "synthetic" | "SEN12MS-CR" | "unknown", ...}`` with the data root, split and split
+    file. Synthetic data is recognised by the marker ``synth-data`` writes."""
+    root = cfg.data.root
+    if given_datamodule or not root:
+        return {"kind": "unknown", "note": "a DataModule given in Python"}
+    where = {"root": str(root), "split": "train", "split_file": cfg.data.split_file}
+    if is_synthetic(root):
+        return {"kind": "synthetic", **where,
+                "note": "synthetic scenes (dsen2cr synth-data): for testing, not real imagery"}  # fmt: skip
+    return {"kind": "SEN12MS-CR", **where}
 
 
 def describe(result: TrainResult) -> str:

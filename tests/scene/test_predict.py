@@ -602,3 +602,32 @@ def test_keep_clear_on_a_real_patch(tmp_path):
     share = check_keep_clear(tmp_path, g / "ROIs1868_summer_s2_cloudy_19_p30.tif",
                              g / "ROIs1868_summer_s1_19_p30.tif", 0)  # fmt: skip
     assert share["kept"] > 0.2 and share["under"] > 0.05
+
+
+# --------------------------------------------------------------------------- weight provenance
+def test_synthetic_weights_on_real_imagery_warn_once(tmp_path, small, write_raster, caplog, capsys):
+    import logging
+
+    import dsen2cr.scene.run as run
+    from dsen2cr.cli import main
+
+    run._WARNED.clear()
+    weights = tiny_model().save_pretrained(
+        tmp_path / "w.safetensors", training_info={"trained_on": {"kind": "synthetic"}, "loss": "carl"}
+    )
+    write_raster(tmp_path / "real.tif", small["s2_cloudy"])
+    write_raster(tmp_path / "s1.tif", small["s1"])
+    # what synth-data marks its patches with
+    write_raster(tmp_path / "synthetic.tif", small["s2_cloudy"], tags={"DSEN2CR_SYNTHETIC": "1"})
+    with caplog.at_level(logging.WARNING, logger="dsen2cr"):
+        predict(tmp_path / "synthetic.tif", weights, tmp_path / "a.tif", tmp_path / "s1.tif",
+                options=cpu(tile=64))  # fmt: skip
+        assert "trained on synthetic data" not in caplog.text  # testing on its own kind of data
+        for name in ("b", "c"):
+            predict(tmp_path / "real.tif", weights, tmp_path / f"{name}.tif", tmp_path / "s1.tif",
+                    options=cpu(tile=64))  # fmt: skip
+    assert caplog.text.count("trained on synthetic data") == 1  # once per process and network
+    assert main(["info", str(weights)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["provenance"].startswith("trained on synthetic data") and "CARL" in info["provenance"]
+    assert "Sentinel-1 + Sentinel-2" in info["provenance"]

@@ -97,7 +97,7 @@ def test_no_import_cycles() -> None:
 
 def test_layers() -> None:
     """Reading weights never imports training (nor Lightning); models and data import no scene,
-    training or evaluation code."""
+    training or evaluation code; the grid and validity modules import none of the package."""
     graph = import_graph()
 
     def reach(start: str) -> set[str]:
@@ -115,6 +115,8 @@ def test_layers() -> None:
     for low in ("dsen2cr.scaling", "dsen2cr.errors", "dsen2cr.io", "dsen2cr.cloudmask"):
         assert not {m for m in reach(low) if m.split(".")[1] in ("models", "data", "scene",
                                                                    "training")}, low  # fmt: skip
+    for leaf in ("dsen2cr.grid", "dsen2cr.validity"):  # value types and rules: no own imports
+        assert graph[leaf] == set(), leaf
     assert "dsen2cr.data.datamodule" not in reach("dsen2cr.data")  # Lightning stays optional
 
 

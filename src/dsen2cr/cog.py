@@ -32,11 +32,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import TracebackType
 
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.crs import CRS
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
@@ -62,6 +63,14 @@ def overview_sizes(height: int, width: int, block: int = COG_BLOCKSIZE) -> list[
 
     Level ``k`` (from 1) has decimation factor ``2**k`` and size ``ceil(size / 2**k)``, as GDAL
     computes overview sizes.
+
+    Args:
+        height: rows of the full resolution, pixels.
+        width: columns of the full resolution, pixels.
+        block: block size, pixels.
+
+    Returns:
+        ``(height, width)`` of levels 1, 2, ... (empty when the raster fits in one block).
     """
     sizes = []
     h, w = height, width
@@ -174,7 +183,7 @@ class CogProfile:
     compress: str = "DEFLATE"
     predictor: bool = False
     overviews: str = "average"
-    crs: Any = None
+    crs: CRS | None = None
     transform: Affine = field(default_factory=Affine.identity)
     tags: dict[str, str] = field(default_factory=dict)
     descriptions: tuple[str, ...] = ()
@@ -183,7 +192,15 @@ class CogProfile:
     mode_priority: tuple[int, ...] = MODE_PRIORITY
 
     def reduce(self, a: np.ndarray) -> np.ndarray:
-        """One 2 x 2 overview reduction of a (count, h, w) block of this raster."""
+        """One 2 x 2 overview reduction of a block of this raster.
+
+        Args:
+            a: (count, h, w) pixels.
+
+        Returns:
+            (count, ceil(h / 2), ceil(w / 2)) of the same dtype (:attr:`overviews`' reduction,
+            :attr:`mode_bands` by their mode).
+        """
         if self.overviews == "mode":
             return reduce_mode(a, self.nodata)
         out = reduce_average(a, self.nodata)
@@ -198,9 +215,9 @@ class CogProfile:
         if self.overviews not in _REDUCERS:
             raise ValueError(f"unknown overview reduction {self.overviews!r}; expected one of {list(_REDUCERS)}")
 
-    def gtiff_options(self) -> dict[str, Any]:
+    def gtiff_options(self) -> dict[str, str | int]:
         """GDAL GTiff creation options of the pixel encoding (compression, predictor, level)."""
-        opts: dict[str, Any] = {"interleave": "pixel"}
+        opts: dict[str, str | int] = {"interleave": "pixel"}
         if self.compress != "NONE":
             opts["compress"] = self.compress
         if self.compress == "ZSTD":
@@ -268,6 +285,16 @@ class BlockEncoder:
             return bytes(buf[int(offset) : int(offset) + int(size)])
 
 
+class _Partial:
+    """A block that pieces are filling: its pixels and how many of them were written."""
+
+    __slots__ = ("buf", "filled")
+
+    def __init__(self, buf: np.ndarray) -> None:
+        self.buf = buf
+        self.filled = 0
+
+
 class _Level:
     """The blocks of one resolution level, filled by pieces from any thread."""
 
@@ -278,7 +305,7 @@ class _Level:
         self.nby, self.nbx = math.ceil(height / self.block), math.ceil(width / self.block)
         self.stored: dict[tuple[int, int], tuple[int, int]] = {}
         """(block row, block column) -> (offset of its record in the staging file, record size)."""
-        self._pending: dict[tuple[int, int], list[Any]] = {}
+        self._pending: dict[tuple[int, int], _Partial] = {}
         self._lock = threading.Lock()
 
     def shape(self, by: int, bx: int) -> tuple[int, int]:
@@ -305,12 +332,12 @@ class _Level:
                 with self._lock:
                     entry = self._pending.get((by, bx))
                     if entry is None:
-                        entry = self._pending[(by, bx)] = [np.empty((self.count, bh, bw), self.dtype), 0]
-                buf = entry[0]
+                        entry = self._pending[(by, bx)] = _Partial(np.empty((self.count, bh, bw), self.dtype))
+                buf = entry.buf
                 buf[:, r0 - by * b : r1 - by * b, c0 - bx * b : c1 - bx * b] = piece
                 with self._lock:  # counted after the copy: complete means every copy is done
-                    entry[1] += (r1 - r0) * (c1 - c0)
-                    if entry[1] == bh * bw:
+                    entry.filled += (r1 - r0) * (c1 - c0)
+                    if entry.filled == bh * bw:
                         del self._pending[(by, bx)]
                         done.append((by, bx, buf))
         return done
@@ -386,15 +413,25 @@ class CogWriter:
         """Metadata known only once the pixels are written (laid out by :meth:`close`)."""
         self.profile = dataclasses.replace(self.profile, tags={**self.profile.tags, **tags})
 
-    def __exit__(self, exc_type: Any, *rest: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc_type is None:
             self.close()
         else:
             self.abort()
 
     def write(self, data: np.ndarray, row: int, col: int) -> None:
-        """Write a (count, h, w) piece of the full resolution at (row, col) (thread-safe; every
-        pixel exactly once). Blocks it completes are compressed in the calling thread."""
+        """Write a piece of the full resolution (thread-safe; every pixel exactly once). Blocks
+        it completes are compressed in the calling thread.
+
+        Args:
+            data: (count, h, w) pixels (converted to the profile's dtype).
+            row: row of its top-left pixel, pixels.
+            col: column of its top-left pixel, pixels.
+
+        Raises:
+            ValueError: a band count other than the profile's, or a piece outside the raster.
+        """
         if data.shape[0] != self.profile.count:
             raise ValueError(f"expected {self.profile.count} bands, got {data.shape[0]}")
         self._put(0, np.asarray(data, self.levels[0].dtype), row, col)

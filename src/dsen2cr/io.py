@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
+from rasterio.io import DatasetReader
 from rasterio.windows import Window
 from safetensors import SafetensorError
 
@@ -55,6 +56,9 @@ from dsen2cr.errors import (
 )
 
 PathLike = str | os.PathLike[str]
+FileKey = tuple[str, tuple[int, int] | str]
+"""What identifies a file (:func:`file_identity`): ``("inode", (device, inode))`` or
+``("path", resolved path)``."""
 
 GDAL_CACHEMAX_MB = 64
 """GDAL block cache (MiB) of a run over a whole scene when the environment does not set
@@ -76,6 +80,10 @@ def staging_path(final: PathLike, tag: str = "partial") -> Path:
 
     The suffix is kept (GDAL picks drivers by suffix); host and process id let a later run tell
     the leftovers of dead processes (:func:`remove_stale_staging`) from files being written.
+
+    Args:
+        final: the output.
+        tag: what the staging file is (``partial``, ...).
     """
     f = Path(final)
     return f.with_name(f".{f.stem}.{tag}@{_host()}@{os.getpid()}{f.suffix}")
@@ -96,6 +104,9 @@ def remove_stale_staging(folder: PathLike) -> list[Path]:
 
     Only files named by :func:`staging_path` are touched, and only those whose process is gone:
     the files of live processes (on this host or on another host sharing the folder) stay.
+
+    Args:
+        folder: the folder to clean (nothing happens if it cannot be listed).
 
     Returns:
         The files removed.
@@ -120,9 +131,16 @@ def remove_stale_staging(folder: PathLike) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- output rules
-def file_identity(p: str | os.PathLike[str]) -> tuple[str, Any]:
-    """What identifies a file: its inode when it exists (hard links, symbolic links), else its
-    resolved path."""
+def file_identity(p: str | os.PathLike[str]) -> FileKey:
+    """What identifies a file.
+
+    Args:
+        p: a path.
+
+    Returns:
+        ``("inode", (device, inode))`` when it exists (hard links, symbolic links), else
+        ``("path", resolved path)``.
+    """
     p = Path(p)
     try:
         st = p.stat()
@@ -180,7 +198,7 @@ def guard_outputs(
     given = {k: Path(v) for k, v in outputs.items() if v is not None}
     ins = [Path(q) for q in inputs if q is not None]
     in_keys = {file_identity(q): q for q in ins}
-    seen: dict[tuple[str, Any], str] = {}
+    seen: dict[FileKey, str] = {}
     for option, p in given.items():
         _dangling_link(option, p)
         key = file_identity(p)
@@ -205,6 +223,14 @@ def guard_outputs(
 
 
 # --------------------------------------------------------------------------- files
+def _stage(final: Path) -> tuple[list[Path], Path]:
+    """Create the parent folders of ``final`` (returned, to remove again on failure), clear stale
+    staging files left there by killed runs, and name this run's staging path."""
+    created = new_folders(final.parent)
+    with writing(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(final.parent)
+    return created, staging_path(final, "partial")
 
 
 @contextlib.contextmanager
@@ -223,11 +249,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         The temporary path to write to.
     """
     final = Path(path)
-    created = new_folders(final.parent)
-    with writing(final):
-        final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(final.parent)
-    tmp = staging_path(final, "partial")
+    created, tmp = _stage(final)
     done = False
     try:
         with writing(final, tmp):
@@ -258,6 +280,10 @@ def writing(final: PathLike, tmp: PathLike | None = None) -> Iterator[None]:
     names the output ``final`` and the cause (disk full, quota, file-size limit, read-only file
     system, permissions), whichever library wrote: Python, GDAL (whose "Write failed" hides the
     cause: it is found from the file system's state) or safetensors. Other errors pass through.
+
+    Args:
+        final: the output, named in the error.
+        tmp: the file actually written (its staging file), if other than ``final``.
     """
     try:
         yield
@@ -275,6 +301,10 @@ def verify_written(path: Path, final: Path) -> None:
     of ``final``): GDAL reports some failed writes (a file-size limit, a flush at close) only on
     its own error stream, never to the caller.
 
+    Args:
+        path: the file written.
+        final: the output it is staged for, named in the error.
+
     Raises:
         WriteError: the file is not whole, with the cause when the file system tells it.
     """
@@ -287,8 +317,17 @@ def verify_written(path: Path, final: Path) -> None:
 
 
 def write_failure(exc: BaseException, path: Path, final: Path | None = None) -> tuple[str, int | None] | None:
-    """``(reason, errno)`` when ``exc`` is a failed write of ``path`` (staged for ``final``),
-    else None."""
+    """Whether an error is a failed write, and why.
+
+    Args:
+        exc: the error.
+        path: the file written.
+        final: the output it is staged for, or None.
+
+    Returns:
+        ``(reason, errno)`` when ``exc`` is a failed write of ``path`` (``errno`` None when
+        unknown), else None.
+    """
     if isinstance(exc, DSen2CRError):
         return None
     if isinstance(exc, OSError) and not isinstance(exc, RasterioError) and exc.errno is not None:
@@ -345,15 +384,14 @@ def atomic_folder(path: PathLike) -> Iterator[Path]:
     folder is removed (and, after a SIGKILL, by the next run in the folder,
     :func:`remove_stale_staging`).
 
+    Args:
+        path: the output folder.
+
     Yields:
         The staging folder to write into.
     """
     final = Path(path)
-    created = new_folders(final.parent)
-    with writing(final):
-        final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(final.parent)
-    tmp = staging_path(final, "partial")
+    created, tmp = _stage(final)
     done = False
     try:
         with writing(final, tmp), _named_in(tmp, final):
@@ -388,7 +426,14 @@ def _named_in(tmp: Path, final: Path) -> Iterator[None]:
 
 
 def new_folders(folder: PathLike) -> list[Path]:
-    """The folders that creating ``folder`` (with its parents) would make, deepest first."""
+    """The folders that creating ``folder`` (with its parents) would make.
+
+    Args:
+        folder: a folder that may not exist.
+
+    Returns:
+        The missing folders, deepest first.
+    """
     out = []
     f = Path(folder)
     while not f.exists() and f.parent != f:
@@ -398,7 +443,11 @@ def new_folders(folder: PathLike) -> list[Path]:
 
 
 def remove_empty(folders: Iterable[Path]) -> None:
-    """Remove the given folders, deepest first, as long as they are empty (no data is lost)."""
+    """Remove folders as long as they are empty (no data is lost).
+
+    Args:
+        folders: deepest first (:func:`new_folders`); stops at the first that cannot be removed.
+    """
     for f in folders:
         try:
             f.rmdir()
@@ -423,8 +472,11 @@ def bounded_gdal(threads: int | None = None) -> Iterator[None]:
     once; scene prediction and mosaicking touch each block once anyway (row chunks, strips), so
     a fixed cap bounds host memory by the tiles or strips, not the scene. (rasterio takes
     ``GDAL_CACHEMAX`` in bytes: the value is given in bytes.)
+
+    Args:
+        threads: GDAL decoding threads per read, or None (GDAL's default).
     """
-    opts: dict[str, Any] = {}
+    opts: dict[str, int | str] = {}
     if "GDAL_CACHEMAX" not in os.environ:
         opts["GDAL_CACHEMAX"] = GDAL_CACHEMAX_MB * 2**20
     if threads is not None and "GDAL_NUM_THREADS" not in os.environ:
@@ -449,7 +501,7 @@ def no_georef_warning() -> Iterator[None]:
         yield
 
 
-def open_raster(path: str | os.PathLike[str], what: str = "raster") -> Any:
+def open_raster(path: str | os.PathLike[str], what: str = "raster") -> DatasetReader:
     """Open a raster with rasterio, turning every failure into one clear :class:`DataError`.
 
     Args:
@@ -457,7 +509,11 @@ def open_raster(path: str | os.PathLike[str], what: str = "raster") -> Any:
         what: a short description used in messages, e.g. ``"S2 image"``.
 
     Returns:
-        An open ``rasterio.DatasetReader`` (use it as a context manager).
+        An open dataset (use it as a context manager).
+
+    Raises:
+        InputNotFoundError: ``path`` does not exist.
+        DataError: ``path`` is a folder, or GDAL cannot open it.
     """
     p = Path(path)
     if not p.exists():
@@ -472,7 +528,17 @@ def open_raster(path: str | os.PathLike[str], what: str = "raster") -> Any:
 
 
 def check_band_count(count: int, expected: int, path: str | os.PathLike[str], what: str) -> None:
-    """Raise :class:`DataError` unless a raster has ``expected`` bands."""
+    """Refuse a raster without the expected band count.
+
+    Args:
+        count: its bands.
+        expected: the bands it must have.
+        path: its path, for the message.
+        what: description used in the message, e.g. ``"S2 image"``.
+
+    Raises:
+        DataError: ``count`` is not ``expected``.
+    """
     if count != expected:
         raise DataError(f"{what} {path} has {count} band(s), expected {expected}")
 
@@ -509,8 +575,13 @@ whole, so a file of a few bytes that claims one strip of 200000 x 200000 pixels 
 terabyte before anything is read."""
 
 
-def check_blocks(src: Any, path: str | os.PathLike[str], what: str) -> None:
+def check_blocks(src: DatasetReader, path: str | os.PathLike[str], what: str) -> None:
     """Refuse a raster whose blocks cannot be decoded one at a time within memory.
+
+    Args:
+        src: an open dataset.
+        path: its path, for the message.
+        what: description used in the message, e.g. ``"S2 image"``.
 
     Raises:
         DataError: a block (of all bands, for a pixel-interleaved file) larger than
@@ -528,19 +599,19 @@ def check_blocks(src: Any, path: str | os.PathLike[str], what: str) -> None:
         )
 
 
-def check_readable(src: Any, path: str | os.PathLike[str], what: str) -> None:
+def check_readable(src: DatasetReader, path: str | os.PathLike[str], what: str) -> None:
     """Decode a corner of the first band and of the last band (the file's first and last blocks).
 
     GeoTIFFs store the first band's first block near the start and the last band's last block
     at the end of the file (band-interleaved or not), so a truncated download fails here.
 
     Args:
-        src: an open rasterio dataset.
+        src: an open dataset.
         path: its path, for the message.
         what: description used in the message, e.g. ``"S2 image"``.
 
     Raises:
-        DataError: a block does not decode.
+        DataError: a block is too large (:func:`check_blocks`) or does not decode.
     """
     check_blocks(src, path, what)
     w, h = min(16, src.width), min(16, src.height)

@@ -51,7 +51,16 @@ class Entry:
 
     @classmethod
     def of(cls, tag: int, type_: int, values: Sequence[int | float]) -> Entry:
-        """An entry of numbers (``SHORT``, ``LONG``, ``LONG8`` or ``DOUBLE``)."""
+        """An entry of numbers.
+
+        Args:
+            tag: the TIFF tag.
+            type_: ``SHORT``, ``LONG``, ``LONG8`` or ``DOUBLE``.
+            values: its values.
+
+        Returns:
+            The entry, values packed little endian.
+        """
         return cls(tag, type_, len(values), struct.pack(f"<{len(values)}{_FORMAT[type_]}", *values))
 
     def numbers(self) -> tuple[int | float, ...]:
@@ -97,7 +106,15 @@ def read_tags(buf: bytes | memoryview) -> dict[int, Entry]:
 
 
 def header(big: bool, first_ifd: int) -> bytes:
-    """The 8-byte (classic) or 16-byte (BigTIFF) file header pointing at the first IFD."""
+    """The file header pointing at the first IFD.
+
+    Args:
+        big: BigTIFF.
+        first_ifd: offset of the first IFD, bytes.
+
+    Returns:
+        8 bytes (classic TIFF) or 16 bytes (BigTIFF), little endian.
+    """
     if big:
         return b"II" + struct.pack("<HHHQ", 43, 8, 0, first_ifd)
     return b"II" + struct.pack("<HI", 42, first_ifd)
@@ -108,7 +125,15 @@ def _inline(big: bool) -> int:
 
 
 def ifd_size(entries: Sequence[Entry], big: bool) -> int:
-    """Bytes of an IFD with its out-of-line values (each padded to an even length)."""
+    """The size of an IFD.
+
+    Args:
+        entries: its entries.
+        big: BigTIFF layout.
+
+    Returns:
+        Bytes of the IFD with its out-of-line values (each padded to an even length).
+    """
     fixed = (8 + 20 * len(entries) + 8) if big else (2 + 12 * len(entries) + 4)
     extra = sum(len(e.data) + len(e.data) % 2 for e in entries if len(e.data) > _inline(big))
     return fixed + extra

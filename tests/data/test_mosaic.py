@@ -12,7 +12,7 @@ import rasterio
 
 from dsen2cr.cli import main
 from dsen2cr.data import SEN12MSCR
-from dsen2cr.data.mosaic import MOSAIC_SUFFIX, mosaic_patches, mosaic_split, plan_grid, scene_name
+from dsen2cr.data.mosaic import MOSAIC_SUFFIX, mosaic_name, mosaic_patches, mosaic_split, plan_grid
 from dsen2cr.data.synthetic import generate_dataset
 from dsen2cr.errors import DataError, DSen2CRError
 from tests.conftest import ORIGIN, UTM, write_raster_file
@@ -85,6 +85,24 @@ def test_uncovered_pixels_are_nodata_and_s1_uses_nan(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data[:, :16, :16], s1[:, :16, :16])
     np.testing.assert_array_equal(data[:, 16:, 16:], s1[:, 16:, 16:])
     assert np.isnan(data[:, :16, 16:]).all() and np.isnan(data[:, 16:, :16]).all()
+
+
+def test_partly_nan_s1_pixels_are_left_to_the_next_patch(tmp_path: Path) -> None:
+    """The S1 validity rule (dsen2cr.validity.s1_valid): a pixel with a NaN band is not data; an
+    overlapping patch with both bands fills it, else it stays NaN in both bands."""
+    rng = np.random.default_rng(4)
+    s1 = rng.normal(-12, 3, (2, SIZE, 2 * SIZE)).astype(np.float32)
+    a, b = cut(s1, tmp_path, {"a": (0, 0), "b": (0, 8)})  # b overlaps a's right half
+    with rasterio.open(a, "r+") as src:  # VH missing in a's pixels (2, 3) and (2, 12)
+        part = src.read()
+        part[1, 2, 3] = part[1, 2, 12] = np.nan
+        src.write(part)
+    res = mosaic_patches([a, b], tmp_path / "s1.tif")
+    data, _ = read(tmp_path / "s1.tif")
+    assert np.isnan(data[:, 2, 3]).all()  # only a covers it
+    np.testing.assert_array_equal(data[:, 2, 12], s1[:, 2, 12])  # b fills it
+    assert res.covered_fraction == pytest.approx(1 - 1 / (SIZE * 24))
+    assert not res.disagreements
 
 
 def test_float_mosaic_overviews_leave_nan_out(tmp_path: Path) -> None:
@@ -170,7 +188,7 @@ def test_mosaic_split_cli_matches_every_patch(synthetic: Path, tmp_path: Path, c
     rois = sorted({(t.season, t.roi) for t in test.triplets})
     assert len(rois) == 2 and f"wrote 6 mosaics of 2 scene(s) to {out}" in printed
     for season, roi in rois:
-        name = scene_name(season, roi)
+        name = mosaic_name(season, roi)
         assert f"{name}: 64 x 48 px from 5 patches, 91.7 % covered" in printed
         grids = []
         for mod, suffix in (("s2_cloudy", "_s2_cloudy"), ("s2", "_s2"), ("s1", "_s1")):
@@ -190,7 +208,7 @@ def test_mosaic_split_cli_matches_every_patch(synthetic: Path, tmp_path: Path, c
     assert {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in out.iterdir()} == stamp
     assert "91.7 % covered" in capsys.readouterr().out
     # a mosaic that dsen2cr did not make from these patches is not replaced without --overwrite
-    first = out / f"{scene_name(*rois[0])}_s2.tif"
+    first = out / f"{mosaic_name(*rois[0])}_s2.tif"
     first.write_bytes(b"someone else's file")
     assert main(["mosaic", str(synthetic), str(out), "--season", rois[0][0]]) == 2
     assert "add --overwrite" in capsys.readouterr().err
@@ -215,7 +233,7 @@ def test_a_failing_scene_leaves_none_of_its_mosaics(synthetic: Path, tmp_path: P
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "corrupt or truncated" in err[0] and Path(bad.s1).name in err[0]
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(f"{scene_name(*rois[0])}{sfx}" for sfx in MOSAIC_SUFFIX.values())
+    assert names == sorted(f"{mosaic_name(*rois[0])}{sfx}" for sfx in MOSAIC_SUFFIX.values())
     stamp = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     Path(bad.s1).write_bytes(good)
     assert main(["mosaic", str(root), str(out)]) == 0  # resumes: the first scene is kept

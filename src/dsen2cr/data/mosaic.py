@@ -7,8 +7,10 @@ patches **by their georeferencing** (never by patch number) on their common CRS 
 * every patch must have a CRS and a north-up transform with the same pixel size, and its origin
   must fall on the common grid (a whole number of pixels from the others); anything else is a
   :class:`~dsen2cr.errors.DataError` naming the file;
-* pixels no patch covers are nodata: 0 for Sentinel-2 (uint16 DN, all bands), NaN for
-  Sentinel-1 (float32 dB);
+* a patch covers the pixels where it holds data (:mod:`dsen2cr.validity`: for integer patches,
+  Sentinel-2, :func:`~dsen2cr.validity.s2_valid`; for float patches, Sentinel-1,
+  :func:`~dsen2cr.validity.s1_valid`); pixels no patch covers are nodata: 0 for Sentinel-2
+  (uint16 DN, all bands), NaN for Sentinel-1 (float32 dB, all bands);
 * where overlapping patches disagree, the first patch in the order given wins (for
   :func:`mosaic_split`, the order of the patch numbers) and the disagreement is reported: how
   many pixels, between which patches;
@@ -18,7 +20,8 @@ patches **by their georeferencing** (never by patch number) on their common CRS 
   patches, not by the scene.
 
 :func:`mosaic_split` (``dsen2cr mosaic``) writes ``<season folder>_<roi>_s2_cloudy.tif``,
-``..._s2.tif`` and ``..._s1.tif`` for every ROI of a split, all three on the same grid.
+``..._s2.tif`` and ``..._s1.tif`` for every ROI of a split (named by :func:`mosaic_name`), all
+three on the same grid.
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.errors import RasterioError
-from rasterio.transform import Affine
 from rasterio.windows import Window
 from tqdm import tqdm
 
@@ -46,50 +49,57 @@ from dsen2cr.cog import CogProfile, CogWriter
 from dsen2cr.data.layout import MODALITIES, SEASONS, Triplet
 from dsen2cr.data.splits import select_triplets
 from dsen2cr.errors import DataError, DSen2CRError
+from dsen2cr.grid import Grid
 from dsen2cr.io import atomic_output, bounded_gdal, guard_outputs, open_raster
+from dsen2cr.validity import s1_valid, s2_valid
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "MOSAIC_SUFFIX",
     "Disagreement",
-    "Grid",
     "MosaicResult",
+    "PatchLayout",
+    "mosaic_name",
     "mosaic_patches",
     "mosaic_split",
     "plan_grid",
-    "scene_name",
+    "plan_layout",
 ]
 
 MOSAIC_SUFFIX = {"s2_cloudy": "_s2_cloudy.tif", "s2": "_s2.tif", "s1": "_s1.tif"}
-"""File-name ending of each modality's mosaic, after the scene name."""
+"""File-name ending of each modality's mosaic, after the scene's :func:`mosaic_name`."""
 GRID_TOLERANCE = 1e-3
 """How far (in pixels) a patch origin may be from the common grid."""
 BLOCK = 256
 """Rows of the strips a mosaic is written in (the COG's blocks are 512 x 512)."""
 
 
-def scene_name(season: str, roi: int) -> str:
-    """The scene of one ROI, e.g. ``ROIs1970_fall_136`` for ``("fall", 136)``."""
+def mosaic_name(season: str, roi: int) -> str:
+    """The name of one ROI's mosaics (the scene it was cut from).
+
+    Args:
+        season: ``spring``, ``summer``, ``fall`` or ``winter`` (or a season folder's name).
+        roi: the ROI number.
+
+    Returns:
+        The season folder and the ROI, e.g. ``ROIs1970_fall_136`` for ``("fall", 136)``; the
+        mosaic files add :data:`MOSAIC_SUFFIX`.
+    """
     return f"{SEASONS.get(season, season)}_{roi}"
 
 
 @dataclass(frozen=True)
-class Grid:
-    """The common pixel grid of a set of patches and where each patch lies on it.
+class PatchLayout:
+    """Where each of a set of patches lies on a scene grid.
 
     Attributes:
-        crs: the common CRS.
-        transform: the scene's north-up affine transform (top-left corner of the union).
-        width, height: scene size in pixels.
+        grid: the scene grid (the common CRS, a north-up transform, the scene size in pixels).
         offsets: ``(row, col)`` of each patch's top-left pixel on the scene, in input order.
-        sizes: ``(rows, cols)`` of each patch.
+        sizes: ``(rows, cols)`` of each patch, pixels.
     """
 
-    crs: Any
-    transform: Affine
-    width: int
-    height: int
+    grid: Grid
     offsets: tuple[tuple[int, int], ...]
     sizes: tuple[tuple[int, int], ...]
 
@@ -138,7 +148,8 @@ class MosaicResult:
         }
 
 
-def _origin_and_size(path: Path) -> tuple[Any, Affine, int, int, int, str]:
+def _patch_grid(path: Path) -> Grid:
+    """The grid of a patch, checked to be georeferenced and north-up."""
     with open_raster(path, "patch") as src:
         crs, tr = src.crs, src.transform
         if crs is None or tr == Affine.identity():
@@ -148,7 +159,7 @@ def _origin_and_size(path: Path) -> tuple[Any, Affine, int, int, int, str]:
             )
         if tr.b != 0 or tr.d != 0 or tr.a <= 0 or tr.e >= 0:
             raise DataError(f"patch {path} is not north-up (transform {tuple(tr)[:6]})")
-        return crs, tr, src.height, src.width, src.count, src.dtypes[0]
+        return Grid.of(src)
 
 
 def _pixel_offset(tr: Affine, ref: Affine) -> tuple[float, float]:
@@ -168,19 +179,35 @@ def plan_grid(paths: Sequence[str | os.PathLike[str]]) -> Grid:
         paths: patch files (GeoTIFFs with CRS and north-up transform).
 
     Returns:
-        The :class:`Grid` covering the union of the patches.
+        The grid covering the union of the patches (their CRS and pixel size).
 
     Raises:
         DataError: no patch, a patch without georeferencing, different CRSs or pixel sizes, or
             an origin off the common grid.
     """
+    return plan_layout(paths).grid
+
+
+def plan_layout(paths: Sequence[str | os.PathLike[str]]) -> PatchLayout:
+    """The common grid of georeferenced patches and where each lies on it.
+
+    Args:
+        paths: patch files (GeoTIFFs with CRS and north-up transform).
+
+    Returns:
+        The :class:`PatchLayout` on the grid of the union of the patches (:func:`plan_grid`).
+
+    Raises:
+        DataError: as :func:`plan_grid`.
+    """
     if not paths:
         raise DataError("no patch to mosaic")
-    infos = [(Path(p), *_origin_and_size(Path(p))) for p in paths]
-    p0, crs0, tr0 = infos[0][0], infos[0][1], infos[0][2]
+    infos = [(Path(p), _patch_grid(Path(p))) for p in paths]
+    p0, crs0, tr0 = infos[0][0], infos[0][1].crs, infos[0][1].transform
     res_x, res_y = tr0.a, -tr0.e
     xs, ys = [], []
-    for p, crs, tr, _h, _w, _c, _d in infos:
+    for p, g in infos:
+        crs, tr = g.crs, g.transform
         if crs != crs0:
             raise DataError(f"patch {p} is in {crs}, {p0} in {crs0}: not one scene")
         if not (math.isclose(tr.a, res_x, rel_tol=1e-9) and math.isclose(-tr.e, res_y, rel_tol=1e-9)):
@@ -197,25 +224,31 @@ def plan_grid(paths: Sequence[str | os.PathLike[str]]) -> Grid:
         ys.append(round(fy))
     col0, row0 = min(xs), min(ys)
     offsets = tuple((y - row0, x - col0) for x, y in zip(xs, ys, strict=True))
-    sizes = tuple((h, w) for _p, _c, _t, h, w, _n, _d in infos)
+    sizes = tuple(g.shape for _p, g in infos)
     height = max(r + h for (r, _), (h, _) in zip(offsets, sizes, strict=True))
     width = max(c + w for (_, c), (_, w) in zip(offsets, sizes, strict=True))
     transform = tr0 @ Affine.translation(col0 - xs[0], row0 - ys[0])
-    return Grid(crs0, transform, width, height, offsets, sizes)
+    return PatchLayout(Grid(crs0, transform, height, width), offsets, sizes)
 
 
-def _valid(block: np.ndarray) -> np.ndarray:
-    """(h, w) bool: pixels a patch covers (S2: some band non-zero; S1: some band not NaN)."""
+def _covered(block: np.ndarray) -> np.ndarray:
+    """(h, w) bool: the pixels a (bands, h, w) patch block covers, where it holds data
+    (:mod:`dsen2cr.validity`: float patches, Sentinel-1 in dB with NaN nodata, by
+    :func:`~dsen2cr.validity.s1_valid`; integer patches, Sentinel-2 DN with 0 nodata, by
+    :func:`~dsen2cr.validity.s2_valid`)."""
     if np.issubdtype(block.dtype, np.floating):
-        return ~np.isnan(block).all(0)
-    return (block != 0).any(0)
+        return s1_valid(block)
+    return s2_valid(block)
 
 
 def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(h, w) bool: some band differs (NaN equals NaN)."""
+    differs: np.ndarray
     if np.issubdtype(a.dtype, np.floating):
-        return ((a != b) & ~(np.isnan(a) & np.isnan(b))).any(0)
-    return (a != b).any(0)
+        differs = ((a != b) & ~(np.isnan(a) & np.isnan(b))).any(0)
+    else:
+        differs = (a != b).any(0)
+    return differs
 
 
 def mosaic_patches(
@@ -235,7 +268,8 @@ def mosaic_patches(
         out: output COG (512 x 512 blocks, ``compress``, overviews, nodata 0 for integer data
             and NaN for float data; band descriptions of the first patch).
         grid: the scene grid (default :func:`plan_grid` of ``paths``); pass one grid to put
-            several modalities on the same pixels. Every patch must lie inside it.
+            several modalities on the same pixels. Every patch must lie inside it, on its
+            CRS and pixel size.
         overwrite: replace ``out`` if it exists.
         compress: compression (``DEFLATE``, ``ZSTD``, ``LZW``, ``NONE``).
         tags: extra metadata tags.
@@ -251,36 +285,38 @@ def mosaic_patches(
     """
     files = [Path(p) for p in paths]
     target = guard_outputs({"out": out}, files, overwrite=overwrite)["out"]
-    g = _scene_grid(files, grid, target)
+    layout = _scene_layout(files, grid, target)
     with bounded_gdal(), atomic_output(target) as tmp:
-        return _write_mosaic(files, g, tmp, target, compress, tags or {})
+        return _write_mosaic(files, layout, tmp, target, compress, tags or {})
 
 
-def _scene_grid(files: list[Path], grid: Grid | None, target: Path) -> Grid:
-    """The grid of ``files``, on ``grid`` when given (checked)."""
+def _scene_layout(files: list[Path], grid: Grid | None, target: Path) -> PatchLayout:
+    """Where ``files`` lie on ``grid`` (checked), or on their own grid."""
     if grid is None:
-        return plan_grid(files)
-    own = plan_grid(files)
-    if own.crs != grid.crs or (own.transform.a, own.transform.e) != (grid.transform.a,
-                                                                     grid.transform.e):
+        return plan_layout(files)
+    own = plan_layout(files)
+    og = own.grid
+    if og.crs != grid.crs or (og.transform.a, og.transform.e) != (grid.transform.a,
+                                                                   grid.transform.e):
         raise DataError(f"the patches of {target.name} are not on the given scene grid "
-                        f"({own.crs}, {own.transform.a:g} m vs {grid.crs}, "
+                        f"({og.crs}, {og.transform.a:g} m vs {grid.crs}, "
                         f"{grid.transform.a:g} m)")  # fmt: skip
-    fx, fy = _pixel_offset(own.transform, grid.transform)
+    fx, fy = _pixel_offset(og.transform, grid.transform)
     if not _whole(fx, fy):
         raise DataError(f"the patches of {target.name} are off the given scene grid by "
                         f"{fx:.3f}, {fy:.3f} pixels")  # fmt: skip
     offsets = tuple((r + round(fy), c + round(fx)) for r, c in own.offsets)
-    g = Grid(grid.crs, grid.transform, grid.width, grid.height, offsets, own.sizes)
-    for f, (r, c), (h, w) in zip(files, g.offsets, g.sizes, strict=True):
-        if r < 0 or c < 0 or r + h > g.height or c + w > g.width:
+    layout = PatchLayout(grid, offsets, own.sizes)
+    for f, (r, c), (h, w) in zip(files, layout.offsets, layout.sizes, strict=True):
+        if r < 0 or c < 0 or r + h > grid.height or c + w > grid.width:
             raise DataError(f"patch {f} lies outside the scene grid")
-    return g
+    return layout
 
 
-def _write_mosaic(files: list[Path], g: Grid, tmp: Path, target: Path, compress: str,
+def _write_mosaic(files: list[Path], layout: PatchLayout, tmp: Path, target: Path, compress: str,
                   tags: dict[str, str]) -> MosaicResult:  # fmt: skip
     """Place the patches strip by strip into a COG at ``tmp`` (the staging file of ``target``)."""
+    g = layout.grid
     with open_raster(files[0], "patch") as src:
         count, dtype = src.count, src.dtypes[0]
         descriptions = tuple(d or "" for d in src.descriptions) if any(src.descriptions) else ()
@@ -296,7 +332,7 @@ def _write_mosaic(files: list[Path], g: Grid, tmp: Path, target: Path, compress:
     covered = 0
     with CogWriter(tmp, g.height, g.width, profile, final=target) as cog:
         for r0, r1 in itertools.pairwise(edges):
-            strip, owner = _strip(files, g, r0, r1, count, dtype, nodata, pairs)
+            strip, owner = _strip(files, layout, r0, r1, count, dtype, nodata, pairs)
             covered += int((owner >= 0).sum())
             cog.write(strip, r0, 0)
         result = MosaicResult(
@@ -317,13 +353,14 @@ def _write_mosaic(files: list[Path], g: Grid, tmp: Path, target: Path, compress:
     return result
 
 
-def _strip(files: list[Path], g: Grid, r0: int, r1: int, count: int, dtype: str, nodata: float,
-           pairs: dict[tuple[int, int], int]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def _strip(files: list[Path], layout: PatchLayout, r0: int, r1: int, count: int, dtype: str,
+           nodata: float, pairs: dict[tuple[int, int], int]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Rows ``[r0, r1)`` of the mosaic and, per pixel, the patch that gave it (-1: none);
     disagreements are counted into ``pairs``."""
-    strip = np.full((count, r1 - r0, g.width), nodata, dtype=dtype)
-    owner = np.full((r1 - r0, g.width), -1, dtype=np.int32)
-    for i, (f, (pr, pc), (ph, pw)) in enumerate(zip(files, g.offsets, g.sizes, strict=True)):
+    width = layout.grid.width
+    strip = np.full((count, r1 - r0, width), nodata, dtype=dtype)
+    owner = np.full((r1 - r0, width), -1, dtype=np.int32)
+    for i, (f, (pr, pc), (ph, pw)) in enumerate(zip(files, layout.offsets, layout.sizes, strict=True)):
         if pr >= r1 or pr + ph <= r0:
             continue
         with open_raster(f, "patch") as src:
@@ -336,7 +373,7 @@ def _strip(files: list[Path], g: Grid, r0: int, r1: int, count: int, dtype: str,
             except RasterioError as exc:
                 raise DataError(f"cannot read patch {f}: corrupt or truncated ({exc})") from None
         here = (slice(top - r0, bottom - r0), slice(pc, pc + pw))
-        ok = _valid(block)
+        ok = _covered(block)
         taken = owner[here] >= 0
         fill = ok & ~taken
         view = strip[(slice(None), *here)]
@@ -368,7 +405,7 @@ def _mosaic_scene(folder: Path, name: str, paths: dict[str, list[Path]]) -> dict
         tmp = {m: stack.enter_context(atomic_output(folder / f"{name}{MOSAIC_SUFFIX[m]}"))
                for m in MODALITIES}  # fmt: skip
         return {
-            m: _write_mosaic(paths[m], _scene_grid(paths[m], grid, folder / name), tmp[m],
+            m: _write_mosaic(paths[m], _scene_layout(paths[m], grid, folder / name), tmp[m],
                              folder / f"{name}{MOSAIC_SUFFIX[m]}", "DEFLATE",
                              {**tags, "DSEN2CR_MODALITY": m})
             for m in ("s2_cloudy", "s2", "s1")
@@ -425,7 +462,7 @@ def mosaic_split(
     Args:
         root: SEN12MS-CR root folder.
         out: output folder; gets ``<scene>_s2_cloudy.tif``, ``<scene>_s2.tif`` and
-            ``<scene>_s1.tif`` per ROI (:func:`scene_name`), all on the grid of the union of the
+            ``<scene>_s1.tif`` per ROI (:func:`mosaic_name`), all on the grid of the union of the
             ROI's patches.
         split: ``"test"`` (default), ``"val"``, ``"train"`` or ``"all"``.
         season: only this season (``spring``, ``summer``, ``fall``, ``winter``).
@@ -457,7 +494,7 @@ def mosaic_split(
         raise DSen2CRError(f"no patch of {root} matches {what}")
     groups = _roi_groups(chosen)
     folder = Path(out)
-    plans = {scene_name(s, r): {m: [Path(getattr(t, m)) for t in members] for m in MODALITIES}
+    plans = {mosaic_name(s, r): {m: [Path(getattr(t, m)) for t in members] for m in MODALITIES}
              for (s, r), members in groups.items()}  # fmt: skip
     done = {} if overwrite else {n: _finished(folder, n, p) for n, p in plans.items()}
     for name in plans:  # every output is checked before the first one is written

@@ -74,7 +74,11 @@ class BatchResult:
     manifest: Path | None = None
 
     def count(self, status: str) -> int:
-        """Number of scenes with this status."""
+        """Number of scenes with this status.
+
+        Args:
+            status: ``done``, ``skipped``, ``busy`` or ``failed``.
+        """
         return sum(r["status"] == status for r in self.records)
 
     @property
@@ -88,6 +92,33 @@ class _Outputs:
     out: Path
     mask: Path | None
     preview: Path | None
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """What every share of a batch has in common (picklable: local worker processes get it).
+
+    Attributes:
+        scenes: every scene of the batch, sorted (:func:`plan_batch`).
+        s1_candidates: S1 images to match by footprint, or None (pairs given, or no S1).
+        weights: the weight file.
+        out_dir: folder of the predictions.
+        mask_dir: folder of the masks, or None.
+        preview_dir: folder of the previews, or None.
+        overwrite: redo scenes whose outputs exist.
+        manifest: the manifest file.
+        quiet: no progress lines.
+    """
+
+    scenes: list[Pair]
+    s1_candidates: list[Path] | None
+    weights: Path
+    out_dir: Path
+    mask_dir: Path | None
+    preview_dir: Path | None
+    overwrite: bool
+    manifest: Path
+    quiet: bool
 
 
 def plan_batch(
@@ -221,30 +252,23 @@ def _progress(shard: Shard, k: int, n: int, rec: dict[str, Any], quiet: bool) ->
 
 
 def _run_share(
-    scenes: list[Pair],
-    s1_candidates: list[Path] | None,
-    weights: Path,
-    out_dir: Path,
-    mask_dir: Path | None,
-    preview_dir: Path | None,
+    batch: _Batch,
     opts: PredictOptions,
-    overwrite: bool,
-    manifest: Path,
     shard: Shard,
-    quiet: bool,
     network: LoadedNetwork | None = None,
 ) -> list[dict[str, Any]]:
     """Predict this process's share, one scene at a time, with the network loaded once (see the
     module docs)."""
-    mine = shard.take(scenes)
-    log = Manifest(manifest)
+    mine = shard.take(batch.scenes)
+    quiet = batch.quiet
+    log = Manifest(batch.manifest)
     log.append({"event": "start", "rank": shard.index, "shard": f"{shard.index}/{shard.count}",
                 "source": shard.source, "host": shard.host, "pid": os.getpid(),
-                "device": opts.device, "weights": str(weights),
+                "device": opts.device, "weights": str(batch.weights),
                 "scenes": [p.name for p in mine]})  # fmt: skip
-    network = load_network(network or weights, opts.device, opts.speed)
-    if s1_candidates is not None and mine:
-        matched = pair_by_footprint([p.s2 for p in mine], s1_candidates)
+    network = load_network(network or batch.weights, opts.device, opts.speed)
+    if batch.s1_candidates is not None and mine:
+        matched = pair_by_footprint([p.s2 for p in mine], batch.s1_candidates)
         mine = [replace(m, out=p.out) for m, p in zip(matched, mine, strict=True)]
         if not quiet:
             for m in mine:
@@ -256,8 +280,8 @@ def _run_share(
     t_start = time.perf_counter()
     with Claims() as claims:
         for k, pair in enumerate(mine, start=1):
-            outs = _outputs(pair, out_dir, mask_dir, preview_dir)
-            rec = _scene(pair, outs, network, opts, overwrite, shard, claims, log)
+            outs = _outputs(pair, batch.out_dir, batch.mask_dir, batch.preview_dir)
+            rec = _scene(pair, outs, network, opts, batch.overwrite, shard, claims, log)
             records.append(rec)
             _progress(shard, k, len(mine), rec, quiet)
     if not quiet:
@@ -265,7 +289,7 @@ def _run_share(
         print(f"{shard.prefix} finished {len(records)} scene(s) in "
               f"{time.perf_counter() - t_start:.1f} s: "
               + ", ".join(f"{s} {n}" for s, n in counts.items() if n or s != "busy")
-              + f"; manifest {manifest}", file=sys.stderr, flush=True)  # fmt: skip
+              + f"; manifest {batch.manifest}", file=sys.stderr, flush=True)  # fmt: skip
     return records
 
 
@@ -316,12 +340,12 @@ def _predict_scene(pair: Pair, outs: _Outputs, network: LoadedNetwork, opts: Pre
         rec["error"] = f"{type(exc).__name__}: {one_line(exc)}"
 
 
-def _local_worker(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
-    """One local worker process: its device, its share."""
-    device = kwargs["opts"].device
-    if device.startswith("cuda"):
-        torch.cuda.set_device(device)  # no context on GPU 0 from every worker
-    return _run_share(**kwargs)
+def _local_worker(job: tuple[_Batch, PredictOptions, Shard]) -> list[dict[str, Any]]:
+    """One local worker process: its device (in its options), its share."""
+    batch, opts, shard = job
+    if opts.device.startswith("cuda"):
+        torch.cuda.set_device(opts.device)  # no context on GPU 0 from every worker
+    return _run_share(batch, opts, shard)
 
 
 def predict_batch(
@@ -370,6 +394,40 @@ def predict_batch(
             weights or pairs file); problems of one scene are recorded instead.
     """
     opts = options or PredictOptions()
+    batch = _plan_folders(s2, weights, out_dir, s1, pairs, mask_dir, preview_dir, overwrite,
+                          manifest, quiet)  # fmt: skip
+    me = shard_from_env(explicit=shard)
+    _check_outputs_are_not_inputs(
+        batch.scenes, [*(batch.s1_candidates or []), batch.weights],
+        [_outputs(p, batch.out_dir, batch.mask_dir, batch.preview_dir) for p in batch.scenes])  # fmt: skip
+    cuda = torch.cuda.device_count() if opts.device in ("auto", "cuda") else 0
+    sar_given = bool(s1) or pairs is not None
+    if devices is None and cuda > 1 and me.local_rank is None:
+        devices = [f"cuda:{i}" for i in range(cuda)]
+    if me.local_rank is not None or not devices or len(devices) == 1:
+        return _predict_here(batch, opts, me, devices, cuda, sar_given)
+    _check_sar(bool(getattr(load_weights(weights), "uses_sar", False)), sar_given)
+    return _predict_on_workers(batch, opts, me, devices)
+
+
+def _plan_folders(
+    s2: Sequence[str | os.PathLike[str]] | None,
+    weights: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    s1: Sequence[str | os.PathLike[str]] | None,
+    pairs: str | os.PathLike[str] | None,
+    mask_dir: str | os.PathLike[str] | None,
+    preview_dir: str | os.PathLike[str] | None,
+    overwrite: bool,
+    manifest: str | os.PathLike[str] | None,
+    quiet: bool,
+) -> _Batch:
+    """The scenes and folders of a batch (:func:`predict_batch`'s arguments), checked before
+    anything is predicted.
+
+    Raises:
+        DSen2CRError: no scene, colliding names, an output folder that cannot be written.
+    """
     scenes = plan_batch(s2 if pairs is None else None, pairs)
     out = Path(out_dir)
     guard_outputs({"out": out, "mask_out": mask_dir, "preview": preview_dir},
@@ -377,45 +435,42 @@ def predict_batch(
                   folders=["out", "mask_out", "preview"])  # fmt: skip
     log = Path(manifest) if manifest is not None else out / MANIFEST_NAME
     candidates = expand_inputs(s1, "S1 image") if (s1 and pairs is None) else None
-    me = shard_from_env(explicit=shard)
-    _check_outputs_are_not_inputs(
-        scenes, [*(candidates or []), Path(weights)],
-        [_outputs(p, out, Path(mask_dir) if mask_dir else None,
-                  Path(preview_dir) if preview_dir else None) for p in scenes],
-    )  # fmt: skip
-    cuda = torch.cuda.device_count() if opts.device in ("auto", "cuda") else 0
-    common: dict[str, Any] = {"scenes": scenes, "s1_candidates": candidates, "weights": Path(weights),
-              "out_dir": out, "mask_dir": Path(mask_dir) if mask_dir else None,
-              "preview_dir": Path(preview_dir) if preview_dir else None,
-              "overwrite": overwrite, "manifest": log, "quiet": quiet}  # fmt: skip
-    sar_given = bool(s1) or pairs is not None
-    if devices is None and cuda > 1 and me.local_rank is None:
-        devices = [f"cuda:{i}" for i in range(cuda)]
-    if me.local_rank is not None or not devices or len(devices) == 1:
-        if me.local_rank is not None:  # one process per GPU already (torchrun, srun)
-            device = devices[me.local_rank % len(devices)] if devices else me.device(opts.device, cuda)
-            one = replace(opts, device=device, progress=False)
-        else:
-            single = me.count == 1
-            one = replace(opts, device=devices[0] if devices else opts.device,
-                          progress=opts.progress and not quiet and single)  # fmt: skip
-        # a bad weight file, or SAR weights without any S1, is one error for the whole batch
-        network = load_network(weights, one.device, one.speed)
-        _check_sar(network.uses_sar, sar_given)
-        return BatchResult(_run_share(opts=one, shard=me, network=network, **common), me, log)
-    _check_sar(bool(getattr(load_weights(weights), "uses_sar", False)), sar_given)
-    # one worker process per device, each a fixed sub-share of this process's share
+    masks = Path(mask_dir) if mask_dir else None
+    previews = Path(preview_dir) if preview_dir else None
+    return _Batch(scenes, candidates, Path(weights), out, masks, previews, overwrite, log, quiet)
+
+
+def _predict_here(batch: _Batch, opts: PredictOptions, me: Shard, devices: Sequence[str] | None,
+                  cuda: int, sar_given: bool) -> BatchResult:  # fmt: skip
+    """This process's share in this process, on one device: its launcher's GPU (torchrun,
+    srun: a local rank), the one device given, or ``opts.device``."""
+    if me.local_rank is not None:  # one process per GPU already (torchrun, srun)
+        device = devices[me.local_rank % len(devices)] if devices else me.device(opts.device, cuda)
+        one = replace(opts, device=device, progress=False)
+    else:
+        single = me.count == 1
+        one = replace(opts, device=devices[0] if devices else opts.device,
+                      progress=opts.progress and not batch.quiet and single)  # fmt: skip
+    # a bad weight file, or SAR weights without any S1, is one error for the whole batch
+    network = load_network(batch.weights, one.device, one.speed)
+    _check_sar(network.uses_sar, sar_given)
+    return BatchResult(_run_share(batch, one, me, network), me, batch.manifest)
+
+
+def _predict_on_workers(batch: _Batch, opts: PredictOptions, me: Shard,
+                        devices: Sequence[str]) -> BatchResult:  # fmt: skip
+    """This process's share in one worker process per device, each a fixed sub-share of it."""
     n = len(devices)
-    jobs = [{**common, "opts": replace(opts, device=d, progress=False),
-             "shard": Shard(me.index * n + i, me.count * n, i,
-                            "local" if me.source == "single" else f"{me.source} x local")}
+    jobs = [(batch, replace(opts, device=d, progress=False),
+             Shard(me.index * n + i, me.count * n, i,
+                   "local" if me.source == "single" else f"{me.source} x local"))
             for i, d in enumerate(devices)]  # fmt: skip
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
         parts = list(pool.map(_local_worker, jobs))
-    order = {p.name: i for i, p in enumerate(scenes)}
+    order = {p.name: i for i, p in enumerate(batch.scenes)}
     records = sorted((r for part in parts for r in part), key=lambda r: order[r["scene"]])
-    return BatchResult(records, me, log)
+    return BatchResult(records, me, batch.manifest)
 
 
 def _check_sar(uses_sar: bool, sar_given: bool) -> None:
@@ -442,6 +497,17 @@ def plan_predict(
     is not an existing folder: a single scene, predicted by :func:`~dsen2cr.scene.predict`
     (its outputs are checked here first: :func:`dsen2cr.io.guard_outputs`). Otherwise a batch
     into folders (:func:`predict_batch`).
+
+    Args:
+        s2: S2 inputs (paths or glob patterns), or None with ``pairs``.
+        s1: S1 inputs (paths or glob patterns), or None.
+        out: the prediction file of a single scene, or the folder of a batch.
+        weights: the weight file (an output may not be it).
+        mask_out: the mask file of a single scene (a folder for a batch), or None.
+        preview: the preview file of a single scene (a folder for a batch), or None.
+        pairs: a pairs file (always a batch).
+        shard: an explicit share of a batch (always a batch).
+        overwrite: outputs that exist may be replaced.
 
     Returns:
         ``(s2, s1)`` of the single scene (``s1`` None when not given), or None for a batch.

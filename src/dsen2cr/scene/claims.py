@@ -35,7 +35,14 @@ __all__ = ["HEARTBEAT_SECONDS", "STALE_SECONDS", "Claims", "claim_path"]
 
 
 def claim_path(out: Path) -> Path:
-    """The claim file of a scene whose prediction is ``out``."""
+    """The claim file of a scene.
+
+    Args:
+        out: the scene's prediction file.
+
+    Returns:
+        The hidden claim file beside it.
+    """
     return out.with_name(f".{out.name}.claim")
 
 
@@ -71,7 +78,14 @@ class Claims:
             self.release(p)
 
     def owner(self, path: Path) -> dict[str, Any] | None:
-        """Who holds the claim ``path`` (None: no claim, or a stale one)."""
+        """Who holds a claim.
+
+        Args:
+            path: the claim file.
+
+        Returns:
+            Its record (``host``, ``pid``, ``time``), or None: no claim, or a stale one.
+        """
         try:
             st = path.stat()
         except OSError:
@@ -88,8 +102,15 @@ class Claims:
 
     @contextlib.contextmanager
     def claim(self, out: Path) -> Iterator[dict[str, Any] | None]:
-        """Claim the scene of ``out`` for the block: yields None when this process holds it,
-        else the record (``host``, ``pid``, ``time``) of the live process that does."""
+        """Claim a scene for the block.
+
+        Args:
+            out: the scene's prediction file.
+
+        Yields:
+            None when this process holds the claim (released when the block ends), else the
+            record (``host``, ``pid``, ``time``) of the live process that does.
+        """
         path = claim_path(out)
         holder = self._acquire(path)
         try:
@@ -123,7 +144,11 @@ class Claims:
             grave.unlink()
 
     def release(self, path: Path) -> None:
-        """Remove a claim this process holds."""
+        """Remove a claim this process holds.
+
+        Args:
+            path: the claim file.
+        """
         with self._lock:
             self._held.discard(path)
         with contextlib.suppress(OSError):

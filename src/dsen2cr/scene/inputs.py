@@ -39,6 +39,7 @@ from dsen2cr.scene.sentinel1 import S1Reader, S1Source
 from dsen2cr.scene.sentinel2 import S2Reader, S2Scene
 from dsen2cr.scene.stages import StageClock
 from dsen2cr.scene.tiling import Tile, plan_tiles, stripe_columns
+from dsen2cr.validity import s2_valid
 
 CHUNK_ROWS_MIN = 256
 """Fewest rows a row chunk holds (files stored as strips of one or a few rows)."""
@@ -74,14 +75,34 @@ class SceneInputs(Protocol):
         self, with_s1: bool = True, rows: bool = False, clock: StageClock | None = None,
         stripes: dict[int, tuple[int, int]] | None = None,
     ) -> contextlib.AbstractContextManager[Reader]:
-        """A per-thread reader of tile windows (``clock`` counts its ``decode`` and ``warp``
-        seconds; ``stripes``: see :class:`RowChunks`)."""
+        """A per-thread reader of tile windows, with its own GDAL handles.
+
+        Args:
+            with_s1: read S1 too (when the inputs have it).
+            rows: read through row chunks (:class:`RowChunks`: tiles of a stripe must then
+                come in row-major order).
+            clock: counts the reader's ``decode`` (S2) and ``warp`` (S1) seconds.
+            stripes: per stripe, the columns ``[start, end)`` its tiles' windows span
+                (:func:`~dsen2cr.scene.tiling.stripe_columns`; default: the whole width).
+
+        Returns:
+            A context manager yielding ``read(tile) -> TileInputs``.
+        """
         ...
 
 
 def chunk_rows(block_rows: int, low: int = CHUNK_ROWS_MIN, high: int = CHUNK_ROWS_MAX) -> int:
-    """Rows the row-chunk reader decodes at a time: the raster's block height, or the smallest
-    multiple of it that is at least ``low``, at most ``high``."""
+    """Rows the row-chunk reader decodes at a time.
+
+    Args:
+        block_rows: the raster's block height, rows.
+        low: fewest rows of a chunk.
+        high: most rows of a chunk.
+
+    Returns:
+        ``block_rows``, or the smallest multiple of it that is at least ``low``; at most
+        ``high``.
+    """
     block = max(1, int(block_rows))
     return min(high, block if block >= low else block * -(-low // block))
 
@@ -128,7 +149,16 @@ class RowChunks:
         return self._chunks[(stripe, k)]
 
     def read(self, t: Tile) -> TileInputs:
-        """The inputs of a tile window (the tiles of a stripe must come in row-major order)."""
+        """The inputs of a tile window.
+
+        Args:
+            t: the tile (the tiles of a stripe must come in row-major order; chunks above it
+                are dropped).
+
+        Returns:
+            Its :class:`TileInputs` on ``t.window``: (13, h, w) DN, (2, h, w) dB or None,
+            (h, w) validity.
+        """
         r, c, h, w = t.window
         k0, k1 = r // self.rows, (r + h - 1) // self.rows
         for key in [key for key in self._chunks if key[0] != t.stripe or key[1] < k0]:
@@ -169,7 +199,8 @@ class FileInputs:
     @contextlib.contextmanager
     def open(self, with_s1: bool = True, rows: bool = False, clock: StageClock | None = None,
              stripes: dict[int, tuple[int, int]] | None = None) -> Iterator[Reader]:  # fmt: skip
-        """A reader of tile windows; ``rows=True`` reads through :class:`RowChunks`."""
+        """A reader of tile windows, yielding ``read(tile) -> TileInputs``; the arguments are
+        those of :meth:`SceneInputs.open`."""
         clock = clock or StageClock()
         with contextlib.ExitStack() as stack:
             s2r = stack.enter_context(self.scene.open())
@@ -192,19 +223,14 @@ class FileInputs:
             yield read
 
 
-def s2_valid(s2: np.ndarray) -> np.ndarray:
-    """Valid-pixel map of a (13, H, W) S2 array: not all bands 0, all bands finite."""
-    s2 = np.asarray(s2)
-    return (s2 != 0).any(axis=0) & np.isfinite(s2).all(axis=0)
-
-
 class ArrayInputs:
     """In-memory inputs with the same interface as :class:`FileInputs`.
 
     Args:
         s2: (13, H, W) S2 DN (any dtype).
         s1: (2, H, W) S1 dB on the same grid, or None.
-        valid: (H, W) bool valid-pixel map (default :func:`s2_valid`).
+        valid: (H, W) bool valid-pixel map (default :func:`dsen2cr.validity.s2_valid` of
+            ``s2``).
     """
 
     def __init__(self, s2: np.ndarray, s1: np.ndarray | None, valid: np.ndarray | None = None) -> None:
@@ -215,7 +241,17 @@ class ArrayInputs:
     @contextlib.contextmanager
     def open(self, with_s1: bool = True, rows: bool = False, clock: StageClock | None = None,
              stripes: dict[int, tuple[int, int]] | None = None) -> Iterator[Reader]:  # fmt: skip
-        """A reader of tile windows (``rows`` and ``stripes`` make no difference in memory)."""
+        """A reader of tile windows (see :meth:`SceneInputs.open`).
+
+        Args:
+            with_s1: serve S1 too (when given).
+            rows: ignored (no difference in memory).
+            clock: ignored (nothing is decoded).
+            stripes: ignored.
+
+        Yields:
+            ``read(tile) -> TileInputs``: float32 copies of the window, S2 0 where invalid.
+        """
 
         def read(t: Tile) -> TileInputs:
             r, c, h, w = t.window

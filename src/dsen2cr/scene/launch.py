@@ -60,12 +60,27 @@ class Shard:
     host: str = socket.gethostname()
 
     def take(self, items: Sequence[T]) -> list[T]:
-        """This process's fixed share of ``items`` (already sorted): every ``count``-th item."""
+        """This process's fixed share of a list.
+
+        Args:
+            items: every item of the job, already sorted.
+
+        Returns:
+            Every ``count``-th item, from the ``index``-th.
+        """
         return [x for i, x in enumerate(items) if i % self.count == self.index]
 
     def device(self, requested: str, cuda_devices: int) -> str:
-        """The device of this process: with several visible GPUs and ``requested`` auto or
-        cuda, the GPU of its local rank (``cuda:<local_rank % GPUs>``); else ``requested``."""
+        """The device of this process.
+
+        Args:
+            requested: the device asked for (``auto``, ``cuda``, ``cuda:N``, ``cpu``).
+            cuda_devices: visible GPUs.
+
+        Returns:
+            With several visible GPUs and ``requested`` auto or cuda, the GPU of its local rank
+            (``cuda:<local_rank % GPUs>``); else ``requested``.
+        """
         if self.local_rank is not None and cuda_devices > 1 and requested in ("auto", "cuda"):
             return f"cuda:{self.local_rank % cuda_devices}"
         return requested
@@ -86,7 +101,13 @@ _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 
 def parse_shard(text: str) -> Shard:
-    """``"I/N"`` (0-based ``I``) as an explicit :class:`Shard`.
+    """An explicit share of a job.
+
+    Args:
+        text: ``"I/N"``, share ``I`` (0-based) of ``N``.
+
+    Returns:
+        The :class:`Shard`.
 
     Raises:
         OptionError: not two integers with ``0 <= I < N``.

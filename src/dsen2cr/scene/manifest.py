@@ -63,6 +63,9 @@ class Manifest:
 
         If the file ends with a line cut short (a writer killed mid-write), that line is first
         ended with a newline, in the same write, so the record starts a line of its own.
+
+        Args:
+            record: a JSON-able record (a start record or a scene's).
         """
         line = json.dumps({**record, "time": round(time.time(), 3)}, allow_nan=False) + "\n"
         data = line.encode()
@@ -98,7 +101,11 @@ class Summary:
     """Lines that are not JSON, ignored: lines cut short by a writer killed mid-write."""
 
     def scenes(self, status: str) -> list[str]:
-        """Scenes whose latest status is ``status``, sorted."""
+        """Scenes whose latest status is ``status``, sorted.
+
+        Args:
+            status: ``done``, ``skipped``, ``busy`` or ``failed``.
+        """
         return sorted(s for s, r in self.latest.items() if r.get("status") == status)
 
     @property
@@ -156,7 +163,7 @@ def summarize(path: str | os.PathLike[str]) -> Summary:
     return out
 
 
-def _read_record(rec: Any, out: Summary, p: Path, n: int) -> int:
+def _read_record(rec: object, out: Summary, p: Path, n: int) -> int:
     """Add line ``n`` (parsed JSON) to ``out``; 1 if it is a manifest record, else 0."""
 
     def refuse(problem: str) -> DataError:
@@ -181,8 +188,15 @@ def _read_record(rec: Any, out: Summary, p: Path, n: int) -> int:
 
 
 def format_summary(summary: Summary) -> str:
-    """Lines for people: the counts (and damaged lines, if any), then every failed scene with its
-    reason and every missing scene."""
+    """A manifest's summary for people.
+
+    Args:
+        summary: what :func:`summarize` read.
+
+    Returns:
+        Lines: the counts (and damaged lines, if any), then every failed scene with its reason
+        and every missing scene.
+    """
     done, skipped, failed = (summary.scenes(s) for s in STATUSES)
     missing = summary.missing
     damaged = f", {summary.damaged} damaged line(s) ignored" if summary.damaged else ""

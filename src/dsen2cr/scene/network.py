@@ -57,11 +57,13 @@ class LoadedNetwork:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-_LAST: dict[tuple[Any, ...], LoadedNetwork] = {}
+_FileKey = tuple[str, int, int]
+"""A weight file's resolved path, modification time (ns) and size (bytes)."""
+_LAST: dict[tuple[_FileKey, str, SpeedOptions], LoadedNetwork] = {}
 _LOCK = threading.Lock()
 
 
-def _file_key(path: Path) -> tuple[Any, ...]:
+def _file_key(path: Path) -> _FileKey:
     st = path.stat()
     return (str(path.resolve()), st.st_mtime_ns, st.st_size)
 

@@ -22,13 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from rasterio.coords import BoundingBox
+from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
 from dsen2cr.errors import DataError, DSen2CRError, InputNotFoundError, one_line
 from dsen2cr.io import open_raster
 from dsen2cr.scene.sentinel2 import open_s2
 
-__all__ = ["Pair", "expand_inputs", "pair_by_footprint", "read_pairs", "scene_name"]
+__all__ = ["Pair", "expand_inputs", "input_stem", "pair_by_footprint", "read_pairs"]
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,24 @@ class Pair:
 
     @property
     def name(self) -> str:
-        """The scene's name: the stem of its explicit output, else :func:`scene_name` of its S2
+        """The scene's name: the stem of its explicit output, else :func:`input_stem` of its S2
         input. Its mask and preview are named after it, and so is its manifest record."""
-        return self.out.stem if self.out is not None else scene_name(self.s2)
+        return self.out.stem if self.out is not None else input_stem(self.s2)
 
 
 def expand_inputs(items: Sequence[str | os.PathLike[str]], what: str) -> list[Path]:
-    """Expand glob patterns (sorted) and keep plain paths; a pattern without matches is an error."""
+    """Expand glob patterns (sorted) and keep plain paths.
+
+    Args:
+        items: paths or glob patterns (``*``, ``?``, ``[``).
+        what: what they are, for the message (e.g. ``"S2 image"``).
+
+    Returns:
+        The paths, in the order given (each pattern's matches sorted).
+
+    Raises:
+        DataError: a pattern without matches.
+    """
     out: list[Path] = []
     for item in items:
         s = str(item)
@@ -73,8 +86,16 @@ def expand_inputs(items: Sequence[str | os.PathLike[str]], what: str) -> list[Pa
     return out
 
 
-def scene_name(path: Path) -> str:
-    """The name of a scene's outputs: the input's file name without its suffixes."""
+def input_stem(path: Path) -> str:
+    """An input's file name without its suffixes (``.zip``, ``.SAFE``, ``.tif``, ``.tiff``):
+    what a batch names a scene's outputs after (:attr:`Pair.name`).
+
+    Args:
+        path: the S2 input (GeoTIFF, ``.SAFE`` folder or ``.zip``).
+
+    Returns:
+        E.g. ``"S2B_MSIL1C_..._T33UUP_..."`` for ``.../S2B_MSIL1C_..._T33UUP_....SAFE.zip``.
+    """
     name = path.name
     for suffix in (".zip", ".SAFE", ".tiff", ".tif", ".TIF", ".TIFF"):
         if name.endswith(suffix):
@@ -87,6 +108,12 @@ def read_pairs(path: str | os.PathLike[str]) -> list[Pair]:
 
     The file is read as UTF-8; a byte-order mark at its start (what spreadsheet programs save)
     is ignored.
+
+    Args:
+        path: the CSV file.
+
+    Returns:
+        One :class:`Pair` per row, paths relative to the file's folder resolved.
 
     Raises:
         DataError: a missing file, a folder, a file that is not UTF-8 text, a header without
@@ -170,11 +197,12 @@ def pair_by_footprint(s2: Sequence[Path], s1: Sequence[Path]) -> list[Pair]:
         for an S2 input that cannot be read. An unreadable S1 candidate is left out and named in
         the notes; one bad file never stops the others.
     """
-    candidates, unreadable = [], []
+    candidates: list[tuple[Path, CRS | None, BoundingBox]] = []
+    unreadable: list[str] = []
     for path in s1:
         try:
             with open_raster(path, "S1 image") as src:
-                candidates.append((path, src.crs, tuple(src.bounds)))
+                candidates.append((path, src.crs, src.bounds))
         except DSen2CRError as exc:
             unreadable.append(one_line(exc))
     why = f" ({len(unreadable)} S1 file(s) unreadable, e.g. {unreadable[0]})" if unreadable else ""
@@ -185,19 +213,20 @@ def pair_by_footprint(s2: Sequence[Path], s1: Sequence[Path]) -> list[Pair]:
         except DSen2CRError as exc:
             pairs.append(Pair(path, error=one_line(exc)))
             continue
-        if scene.crs is None:
+        grid = scene.grid
+        if grid.crs is None:
             pairs.append(Pair(path, note="the S2 scene has no georeferencing; pair it with its S1 "
                               "in a pairs file"))  # fmt: skip
             continue
-        t = scene.transform
-        xs = (t.c, t.c + t.a * scene.width)
-        ys = (t.f, t.f + t.e * scene.height)
+        t = grid.transform
+        xs = (t.c, t.c + t.a * grid.width)
+        ys = (t.f, t.f + t.e * grid.height)
         own = (min(xs), min(ys), max(xs), max(ys))
         best: tuple[float, Path] | None = None
         for cpath, crs, bounds in candidates:
             if crs is None:
                 continue
-            b = transform_bounds(crs, scene.crs, *bounds, densify_pts=21)
+            b = transform_bounds(crs, grid.crs, *bounds, densify_pts=21)
             inter = (max(own[0], b[0]), max(own[1], b[1]), min(own[2], b[2]), min(own[3], b[3]))
             frac = _area(inter) / max(_area(own), 1e-12)
             if frac > 0 and (best is None or frac > best[0]):

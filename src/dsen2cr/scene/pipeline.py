@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -40,8 +40,7 @@ from dsen2cr.scene.inputs import SceneInputs
 from dsen2cr.scene.network import LoadedNetwork
 from dsen2cr.scene.stages import StageClock
 from dsen2cr.scene.tiling import Tile, plan_tiles, stripe_columns
-
-_END = object()
+from dsen2cr.validity import s1_valid
 
 
 @dataclass
@@ -113,10 +112,12 @@ class TileResult:
 
     @property
     def ok(self) -> np.ndarray:
-        """(ch, cw) bool: where the prediction is valid (S2 valid and, with S1, S1 finite)."""
+        """(ch, cw) bool: where the prediction is valid (S2 valid and, with S1, S1 valid:
+        :func:`~dsen2cr.validity.s1_valid`)."""
         if self.s1 is None:
             return self.valid
-        return self.valid & np.isfinite(self.s1).all(axis=0)
+        ok: np.ndarray = self.valid & s1_valid(self.s1)
+        return ok
 
     def prediction_dn(self) -> np.ndarray:
         """(13, ch, cw) uint16 DN of the prediction (nodata not applied)."""
@@ -203,7 +204,7 @@ class TileComputer:
             sar = to_memory_format(torch.nan_to_num(s1_to_scaled(self._to_device(s1)), nan=0.0), cl)
         optical = s2_to_scaled(dn, channels_last=cl)
         with precision_mode(self.device, self.precision):
-            pred = self.network.module(optical, sar)
+            pred: torch.Tensor = self.network.module(optical, sar)
         if self.dn_on_device:
             return scaled_to_dn(pred[:n]).contiguous()
         if self.device.type == "cuda":  # one contiguous float32 copy back to the host
@@ -232,7 +233,15 @@ class TileComputer:
         return finish
 
     def launch(self, batch: TileBatch) -> Callable[[], list[TileResult]]:
-        """Queue one batch; the returned function waits for it and gives one result per tile."""
+        """Queue one batch's work on the device and return at once.
+
+        Args:
+            batch: the tile windows (their S2 DN, S1 dB and validity).
+
+        Returns:
+            A function that waits for the batch and gives one :class:`TileResult` per tile, in
+            order (a batch without a valid pixel computes nothing: every result is nodata).
+        """
         if not any(v.any() for v in batch.valid):
             return self._empty(batch)
         n = len(batch.tiles)
@@ -303,7 +312,7 @@ class Pipeline:
     def __init__(self, readers: int = 1, workers: int = 1, clock: StageClock | None = None) -> None:
         self.readers = max(1, readers)
         self.workers = max(1, workers)
-        self.q_in: queue.Queue[Any] = queue.Queue(maxsize=max(2, self.readers + 1))
+        self.q_in: queue.Queue[TileBatch | None] = queue.Queue(maxsize=max(2, self.readers + 1))
         self.slots = threading.Semaphore(2 * self.workers)
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
@@ -313,7 +322,8 @@ class Pipeline:
         self.errors.append(exc)
         self.stop.set()
 
-    def _put(self, item: Any) -> bool:
+    def _put(self, item: TileBatch | None) -> bool:
+        """Queue a batch (None: the readers are done); False when the pipeline stopped first."""
         while not self.stop.is_set():
             try:
                 self.q_in.put(item, timeout=0.1)
@@ -322,13 +332,14 @@ class Pipeline:
                 continue
         return False
 
-    def _get(self) -> Any:
+    def _get(self) -> TileBatch | None:
+        """The next batch; None when the readers are done or the pipeline stopped."""
         while True:
             try:
                 return self.q_in.get(timeout=0.1)
             except queue.Empty:
                 if self.stop.is_set():
-                    return _END
+                    return None
 
     def _reader(self, group: Sequence[list[Tile]], inputs: SceneInputs,
                 stripes: dict[int, tuple[int, int]], done: Callable[[], None]) -> None:  # fmt: skip
@@ -377,9 +388,21 @@ class Pipeline:
         inputs: SceneInputs,
         launch: Callable[[TileBatch], Callable[[], list[TileResult]]],
         sink: Sink,
-        on_batch: Callable[[int], Any],
+        on_batch: Callable[[int], object],
     ) -> None:
-        """Read, compute and write every batch (see the class docs)."""
+        """Read, compute and write every batch (see the class docs).
+
+        Args:
+            batches: the tiles of each batch, in reading order.
+            inputs: the scene the readers read from.
+            launch: queues a batch on the device; returns the function that waits for its results
+                (:meth:`TileComputer.launch`).
+            sink: what the writers run on every tile's result (thread-safe).
+            on_batch: called with the number of tiles of each batch handed to the writers.
+
+        Raises:
+            BaseException: the first error of any thread (the others are stopped).
+        """
         n = min(self.readers, max(1, len(batches)))
         bounds = [round(i * len(batches) / n) for i in range(n + 1)]
         groups = [batches[bounds[i] : bounds[i + 1]] for i in range(n)]
@@ -392,7 +415,7 @@ class Pipeline:
                 running[0] -= 1
                 last = running[0] == 0
             if last:
-                self._put(_END)
+                self._put(None)
 
         threads = [threading.Thread(target=self._reader, args=(g, inputs, stripes, done),
                                     name=f"dsen2cr-reader-{i}", daemon=True)
@@ -415,7 +438,7 @@ class Pipeline:
 
     def _compute(self, pool: concurrent.futures.Executor,
                  launch: Callable[[TileBatch], Callable[[], list[TileResult]]],
-                 sink: Sink, on_batch: Callable[[int], Any]) -> None:  # fmt: skip
+                 sink: Sink, on_batch: Callable[[int], object]) -> None:  # fmt: skip
         """One batch in flight: batch k is queued on the device before batch k - 1's results
         are waited for and handed to the writers."""
         pending: tuple[TileBatch, Callable[[], list[TileResult]]] | None = None
@@ -423,7 +446,7 @@ class Pipeline:
             t0 = time.perf_counter()
             item = self._get()
             self.clock.add("wait_for_readers", time.perf_counter() - t0)
-            if item is _END:
+            if item is None:
                 break
             with self.clock.time("network"):
                 finish = launch(item)
@@ -435,7 +458,7 @@ class Pipeline:
 
     def _hand_over(self, pool: concurrent.futures.Executor, batch: TileBatch,
                    finish: Callable[[], list[TileResult]], sink: Sink,
-                   on_batch: Callable[[int], Any]) -> None:  # fmt: skip
+                   on_batch: Callable[[int], object]) -> None:  # fmt: skip
         with self.clock.time("network"):
             results = finish()
         for result in results:
@@ -447,7 +470,17 @@ class Pipeline:
 def tile_bytes(window: int, batch: int, network: LoadedNetwork | None, device: torch.device) -> int:
     """Host bytes one batch of tile windows needs at most: its inputs (S2, S1, validity) in the
     reader, its results in the writers and, on the CPU, the network's largest activations
-    (about three feature maps of the window)."""
+    (about three feature maps of the window).
+
+    Args:
+        window: side of the (square) tile windows, pixels.
+        batch: tiles per batch.
+        network: the network (its ``features`` size the activations), or None.
+        device: where it runs.
+
+    Returns:
+        Bytes.
+    """
     px = batch * window * window
     features = int((network.config.get("features") if network is not None else 0) or 0)
     on_host = 3 * features if device.type == "cpu" else 0
@@ -483,9 +516,31 @@ def check_tile_fits(tile: int, halo: int, batch: int, network: LoadedNetwork | N
 
 
 def default_readers(device: torch.device) -> int:
-    """Reader threads: 1 on CPU, where the network needs the cores; on CUDA a quarter of the CPU
-    cores, 1 to 4 (each reader's chunks are also decoded and warped on GDAL's threads)."""
+    """Reader threads of a run on ``device``.
+
+    Args:
+        device: where the network runs.
+
+    Returns:
+        1 on CPU, where the network needs the cores; on CUDA a quarter of the CPU cores, 1 to 4
+        (each reader's chunks are also decoded and warped on GDAL's threads).
+    """
     return 1 if device.type == "cpu" else min(4, max(1, (os.cpu_count() or 1) // 4))
+
+
+class TileRun(TypedDict):
+    """What :func:`run_tiles` did: the tiling, the threads and the time of the tile loop."""
+
+    tiles: int
+    readers: int
+    workers: int
+    tile: int
+    halo: int
+    window: list[int]
+    """``[height, width]`` of every tile window, pixels."""
+    seconds: float
+    tiles_per_s: float
+    megapixels_per_s: float
 
 
 def run_tiles(
@@ -500,7 +555,7 @@ def run_tiles(
     clock: StageClock | None = None,
     progress: bool = False,
     desc: str | None = None,
-) -> dict[str, Any]:
+) -> TileRun:
     """Plan the tiles of a scene and run them through the :class:`Pipeline`.
 
     Args:
@@ -516,8 +571,12 @@ def run_tiles(
         desc: the progress bar's label.
 
     Returns:
-        ``{"tiles", "readers", "workers", "tile", "halo", "window", "seconds", "tiles_per_s",
-        "megapixels_per_s"}``.
+        The :class:`TileRun` (a dict): ``tiles``, ``readers``, ``workers``, ``tile``, ``halo``,
+        ``window``, ``seconds`` (the tile loop), ``tiles_per_s``, ``megapixels_per_s``.
+
+    Raises:
+        OptionError: the batches do not fit in memory (:func:`check_tile_fits`).
+        BaseException: the first error of the pipeline's threads.
     """
     halo = computer.halo
     check_tile_fits(tile, halo, batch, computer.network, computer.device,

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,11 @@ from dsen2cr.models import trained_on_synthetic
 from dsen2cr.performance import SpeedOptions, check_precision, resolve_device, resolve_precision
 from dsen2cr.scene.inputs import FileInputs, SceneInputs, scene_shadow_statistics
 from dsen2cr.scene.network import LoadedNetwork
-from dsen2cr.scene.pipeline import MaskSpec, TileComputer, check_tile_fits, run_tiles
+from dsen2cr.scene.pipeline import MaskSpec, TileComputer, TileRun, check_tile_fits, run_tiles
 from dsen2cr.scene.sentinel1 import S1Source, implausible_s1, open_s1
 from dsen2cr.scene.sentinel2 import S2Scene, band_order_problem, implausible_s2, open_s2
 from dsen2cr.scene.stages import StageClock
-from dsen2cr.scene.writers import MASK_VALUES, SceneSink, check_valid
+from dsen2cr.scene.writers import MASK_VALUES, Counters, SceneSink, check_valid
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class PredictOptions:
     clear_margin: int = 0
 
     def __post_init__(self) -> None:
-        def positive(name: str, value: Any, low: int = 1) -> None:
+        def positive(name: str, value: object, low: int = 1) -> None:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
                 raise OptionError(name, f"must be an integer >= {low}, got {value!r}")
 
@@ -120,26 +121,48 @@ class PredictOptions:
         object.__setattr__(self, "compress", compress)
 
     def precision_on(self, device: torch.device) -> str:
-        """The precision on ``device``: :attr:`precision` or the device's default."""
+        """The precision of a run.
+
+        Args:
+            device: where it runs.
+
+        Returns:
+            :attr:`precision`, or the device's default.
+        """
         return resolve_precision(self.precision, device)
 
-    def fingerprint(self, device: torch.device) -> dict[str, Any]:
+    def fingerprint(self, device: torch.device) -> dict[str, str | int | float | bool]:
         """The options that define an output file, recorded in it (``DSEN2CR_OPTIONS``).
 
         A batch skips a scene whose output has the same fingerprint (and weights and inputs):
         ``tile``, ``precision`` (as run on ``device``), ``threshold``, ``compress``,
-        ``s1_linear`` and, when set, ``keep_clear`` with ``clear_margin``. The options that only change the speed (``batch``, ``device``,
-        ``readers``, ``threads``, ``speed``, ``progress``) are not part of it.
+        ``s1_linear`` and, when set, ``keep_clear`` with ``clear_margin``. The options that only
+        change the speed (``batch``, ``device``, ``readers``, ``threads``, ``speed``,
+        ``progress``) are not part of it.
+
+        Args:
+            device: where the run happens (it decides the default precision).
+
+        Returns:
+            The fingerprint, JSON-able.
         """
-        out = {"tile": self.tile, "precision": self.precision_on(device),
-               "threshold": float(self.threshold), "compress": self.compress,
-               "s1_linear": self.s1_linear}  # fmt: skip
+        out: dict[str, str | int | float | bool] = {
+            "tile": self.tile, "precision": self.precision_on(device),
+            "threshold": float(self.threshold), "compress": self.compress,
+            "s1_linear": self.s1_linear}  # fmt: skip
         if self.keep_clear:  # absent otherwise: outputs made before it existed still match
             out.update(keep_clear=True, clear_margin=self.clear_margin)
         return out
 
     def batch_for(self, device: torch.device) -> int:
-        """The batch size on ``device`` (:attr:`batch`, or its default)."""
+        """The batch size of a run.
+
+        Args:
+            device: where it runs.
+
+        Returns:
+            :attr:`batch`, or its default (4 on CUDA, 1 elsewhere).
+        """
         return self.batch or (4 if device.type == "cuda" else 1)
 
     def threads_here(self) -> int:
@@ -162,24 +185,53 @@ class SceneOutputs:
     preview: Path | None = None
 
     @classmethod
-    def of(cls, out: Any = None, mask_out: Any = None, preview: Any = None) -> SceneOutputs:
-        """From paths or None."""
-        def p(x: Any) -> Path | None:
+    def of(cls, out: str | os.PathLike[str] | None = None,
+           mask_out: str | os.PathLike[str] | None = None,
+           preview: str | os.PathLike[str] | None = None) -> SceneOutputs:  # fmt: skip
+        """The outputs from paths.
+
+        Args:
+            out: the prediction, or None.
+            mask_out: the mask, or None.
+            preview: the preview, or None.
+        """
+        def p(x: str | os.PathLike[str] | None) -> Path | None:
             return Path(x) if x is not None else None
 
         return cls(p(out), p(mask_out), p(preview))
 
 
-def check_outputs(outputs: SceneOutputs, inputs: list[Any], overwrite: bool) -> None:
+def check_outputs(outputs: SceneOutputs, inputs: Sequence[str | os.PathLike[str] | None],
+                  overwrite: bool) -> None:  # fmt: skip
     """Refuse outputs that exist (unless ``overwrite``), are inputs or collide
-    (:func:`dsen2cr.io.guard_outputs`), before anything is read or written."""
+    (:func:`dsen2cr.io.guard_outputs`), before anything is read or written.
+
+    Args:
+        outputs: the scene's outputs.
+        inputs: its input files (None: not given).
+        overwrite: an existing output may be replaced.
+
+    Raises:
+        OptionError: an output is an input or another output, or cannot be written.
+        OutputExistsError: an output exists and ``overwrite`` is False.
+    """
     guard_outputs({"out": outputs.out, "mask_out": outputs.mask_out, "preview": outputs.preview},
                   inputs, overwrite=overwrite)  # fmt: skip
 
 
 def prediction_tags(scene: S2Scene, s1: S1Source | None, network: LoadedNetwork,
                     options: PredictOptions) -> dict[str, str]:  # fmt: skip
-    """The metadata a prediction COG carries (version, weights, model, inputs, units, options)."""
+    """The metadata a prediction COG carries.
+
+    Args:
+        scene: the S2 input.
+        s1: the S1 input, or None.
+        network: the network.
+        options: the run's options.
+
+    Returns:
+        GeoTIFF tags: version, weights, model, inputs, units, options.
+    """
     precision = options.precision_on(network.device)
     tags = {
         "DSEN2CR_VERSION": __version__,
@@ -207,7 +259,15 @@ def prediction_tags(scene: S2Scene, s1: S1Source | None, network: LoadedNetwork,
 
 
 def mask_tags(scene: S2Scene, threshold: float) -> dict[str, str]:
-    """The metadata a mask COG carries (the same for ``predict --mask-out`` and ``mask``)."""
+    """The metadata a mask COG carries (the same for ``predict --mask-out`` and ``mask``).
+
+    Args:
+        scene: the S2 input.
+        threshold: the cloud threshold.
+
+    Returns:
+        GeoTIFF tags: version, input, threshold, values.
+    """
     return {
         "DSEN2CR_VERSION": __version__,
         "DSEN2CR_S2": str(scene.path),
@@ -217,8 +277,17 @@ def mask_tags(scene: S2Scene, threshold: float) -> dict[str, str]:
 
 
 def mask_spec(inputs: SceneInputs, threshold: float, margin: int = 0) -> MaskSpec:
-    """The mask of a scene: its threshold, scene-wide shadow statistics (valid pixels) and the
-    margin ``keep_clear`` dilates it by."""
+    """The mask of a scene.
+
+    Args:
+        inputs: the scene (its S2 is read once, in row chunks).
+        threshold: the cloud threshold.
+        margin: pixels by which ``keep_clear`` dilates clouds and shadows.
+
+    Returns:
+        The :class:`~dsen2cr.scene.pipeline.MaskSpec`: threshold, scene-wide shadow statistics
+        (over valid pixels) and margin.
+    """
     return MaskSpec(threshold, scene_shadow_statistics(inputs), margin)
 
 
@@ -228,6 +297,15 @@ def open_inputs(s2: str | os.PathLike[str], s1: str | os.PathLike[str] | None,
 
     Implausible inputs (8-bit or reflectance-valued S2, S1 in the wrong unit) are logged as one
     ``warning:`` line each; S1 given to a network without SAR is ignored with a note.
+
+    Args:
+        s2: the S2 input (GeoTIFF, ``.SAFE`` or ``.zip``).
+        s1: the S1 input, or None.
+        network: the network (None: the mask alone, no S1 is opened).
+        options: the run's options (``band_check``, ``s1_linear``).
+
+    Returns:
+        The S2 scene and its S1 source (None without SAR).
 
     Raises:
         DSen2CRError: a missing or unreadable input, S2 bands out of order (unless
@@ -304,53 +382,140 @@ def run_scene(
     t_start = time.perf_counter()
     check_outputs(outputs, [s2, s1, network.path if network is not None else None], overwrite)
     scene, s1src = open_inputs(s2, s1, network, options)
-    dev = network.device if network is not None else resolve_device(options.device)
-    precision = options.precision_on(dev) if network is not None else "fp32"
-    threads = options.threads_here()
+    plan = _plan_run(scene, s1src, network, outputs, options, title)
     clock = StageClock()
-    inputs = FileInputs(scene, s1src, threads=threads)
+    inputs = FileInputs(scene, s1src, threads=plan.threads)
+    with bounded_gdal(plan.threads), contextlib.ExitStack() as stack:
+        mask = None
+        if plan.want_mask:
+            with clock.time("statistics"):
+                mask = mask_spec(inputs, options.threshold, plan.margin)
+        compiled = network is not None and network.speed.compile  # one input shape per process
+        computer = TileComputer(network, plan.device, plan.precision, mask,
+                                pad_batch=plan.batch if compiled else None, dn=True)  # fmt: skip
+        # every output is renamed into place when the block ends without an error
+        staged = {k: stack.enter_context(atomic_output(p)) if p is not None else None
+                  for k, p in (("out", outputs.out), ("mask", outputs.mask_out),
+                               ("preview", outputs.preview))}  # fmt: skip
+        sink = _scene_sink(plan, staged["out"], staged["mask"], mask is not None, clock)
+        t_loop = time.perf_counter()
+        timing, cog_seconds = _write_tiles(plan, inputs, computer, sink, clock)
+        if staged["preview"] is not None and sink.preview is not None:
+            sink.preview.write(staged["preview"], plan.label)
+    seconds = _Seconds(t_start, t_loop, cog_seconds, clock.seconds())
+    return _summary(plan, timing, sink.counters, mask is not None, seconds)
+
+
+@dataclass(frozen=True)
+class _RunPlan:
+    """What one scene run does (:func:`_plan_run`): its inputs, outputs, device and tiling.
+
+    Attributes:
+        device: where the network (or the mask) runs.
+        precision: the precision there (``"fp32"`` without a network).
+        threads: GDAL and writer threads (:meth:`PredictOptions.threads_here`).
+        batch: tiles per batch.
+        keep_clear: the input is kept where clear (``options.keep_clear`` with a network).
+        want_mask: the cloud mask is computed (a mask output, a preview, no network, or
+            ``keep_clear``).
+        label: the progress bar's and the preview's title.
+    """
+
+    scene: S2Scene
+    s1: S1Source | None
+    network: LoadedNetwork | None
+    outputs: SceneOutputs
+    options: PredictOptions
+    device: torch.device
+    precision: str
+    threads: int
+    batch: int
+    keep_clear: bool
+    want_mask: bool
+    label: str
+
+    @property
+    def margin(self) -> int:
+        """Pixels by which ``keep_clear`` grows clouds and shadows (0 without it)."""
+        return self.options.clear_margin if self.keep_clear else 0
+
+
+def _plan_run(scene: S2Scene, s1: S1Source | None, network: LoadedNetwork | None,
+              outputs: SceneOutputs, options: PredictOptions, title: str | None) -> _RunPlan:  # fmt: skip
+    """The :class:`_RunPlan` of a scene, its tiles checked to fit in memory.
+
+    Raises:
+        OptionError: a batch of tile windows does not fit (:func:`check_tile_fits`).
+    """
+    dev = network.device if network is not None else resolve_device(options.device)
     keep = options.keep_clear and network is not None
     want_mask = outputs.mask_out is not None or outputs.preview is not None or network is None or keep
-    batch = options.batch_for(dev)
+    plan = _RunPlan(
+        scene=scene, s1=s1, network=network, outputs=outputs, options=options, device=dev,
+        precision=options.precision_on(dev) if network is not None else "fp32",
+        threads=options.threads_here(), batch=options.batch_for(dev), keep_clear=keep,
+        want_mask=want_mask, label=title or scene.name,
+    )  # fmt: skip
     halo = max(network.halo if network is not None else 0,
-               MASK_RADIUS + (options.clear_margin if keep else 0) if want_mask else 0)  # fmt: skip
-    check_tile_fits(options.tile, halo, batch, network, dev, max(scene.height, scene.width))
-    with bounded_gdal(threads), contextlib.ExitStack() as stack:
-        mask = None
-        if want_mask:
-            with clock.time("statistics"):
-                mask = mask_spec(inputs, options.threshold, options.clear_margin if keep else 0)
-        compiled = network is not None and network.speed.compile  # one input shape per process
-        computer = TileComputer(network, dev, precision, mask, pad_batch=batch if compiled else None, dn=True)
-        # every output is renamed into place when the block ends without an error
-        tmp = {k: stack.enter_context(atomic_output(p)) if p is not None else None
-               for k, p in (("out", outputs.out), ("mask", outputs.mask_out),
-                            ("preview", outputs.preview))}  # fmt: skip
-        sink = SceneSink(
-            scene, prediction=tmp["out"], mask=tmp["mask"], finals=(outputs.out, outputs.mask_out),
-            compress=options.compress,
-            tags=prediction_tags(scene, s1src, network, options) if network is not None else {},
-            mask_tags=mask_tags(scene, options.threshold), preview=outputs.preview is not None,
-            with_sar=s1src is not None, with_mask=mask is not None, clock=clock,
-            keep_clear=options.clear_margin if keep else None,
-        )  # fmt: skip
-        t_loop = time.perf_counter()
-        try:
-            timing = run_tiles(inputs, computer, sink, tile=options.tile, batch=batch,
-                               readers=options.readers, workers=threads, clock=clock,
-                               progress=options.progress, desc=title or scene.name)  # fmt: skip
-            check_valid(sink.counters, scene, inputs)
-            t_cog = time.perf_counter()
-            sink.close()
-        except BaseException:
-            sink.abort()
-            raise
-        cog_seconds = time.perf_counter() - t_cog
-        if tmp["preview"] is not None and sink.preview is not None:
-            sink.preview.write(tmp["preview"], title or scene.name)
-    counters = sink.counters
+               MASK_RADIUS + plan.margin if want_mask else 0)  # fmt: skip
+    check_tile_fits(options.tile, halo, plan.batch, network, dev, max(scene.height, scene.width))
+    return plan
+
+
+def _scene_sink(plan: _RunPlan, out: Path | None, mask: Path | None, masked: bool,
+                clock: StageClock) -> SceneSink:  # fmt: skip
+    """The file sink of a run, writing to the staging files ``out`` and ``mask``."""
+    scene, network, options, outputs = plan.scene, plan.network, plan.options, plan.outputs
+    return SceneSink(
+        scene.grid, prediction=out, mask=mask, finals=(outputs.out, outputs.mask_out),
+        compress=options.compress,
+        tags=prediction_tags(scene, plan.s1, network, options) if network is not None else {},
+        mask_tags=mask_tags(scene, options.threshold), preview=outputs.preview is not None,
+        with_sar=plan.s1 is not None, with_mask=masked, clock=clock,
+        keep_clear=options.clear_margin if plan.keep_clear else None,
+    )  # fmt: skip
+
+
+def _write_tiles(plan: _RunPlan, inputs: FileInputs, computer: TileComputer, sink: SceneSink,
+                 clock: StageClock) -> tuple[TileRun, float]:  # fmt: skip
+    """Run every tile into ``sink`` and lay its COGs out; the COG files are removed if anything
+    fails (or the scene has no valid pixel).
+
+    Returns:
+        The tile loop's :class:`~dsen2cr.scene.pipeline.TileRun` and the seconds of laying out
+        the COGs after the last tile.
+    """
+    options = plan.options
+    try:
+        timing = run_tiles(inputs, computer, sink, tile=options.tile, batch=plan.batch,
+                           readers=options.readers, workers=plan.threads, clock=clock,
+                           progress=options.progress, desc=plan.label)  # fmt: skip
+        check_valid(sink.counters, plan.scene, plan.s1)
+        t_cog = time.perf_counter()
+        sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+    return timing, time.perf_counter() - t_cog
+
+
+@dataclass(frozen=True)
+class _Seconds:
+    """When a run started and its tile loop began (``time.perf_counter``), the seconds of laying
+    out the COGs, and the seconds per stage."""
+
+    start: float
+    loop: float
+    cog: float
+    stages: dict[str, float]
+
+
+def _summary(plan: _RunPlan, timing: TileRun, counters: Counters, masked: bool,
+             seconds: _Seconds) -> dict[str, Any]:  # fmt: skip
+    """The summary :func:`run_scene` returns (JSON-able; see its docs)."""
+    scene, s1src, outputs = plan.scene, plan.s1, plan.outputs
     n = scene.height * scene.width
-    stats_seconds = clock.seconds().get("statistics", 0.0)
+    stats_seconds = seconds.stages.get("statistics", 0.0)
     loop = timing["seconds"] + stats_seconds
     summary: dict[str, Any] = {
         "s2": str(scene.path),
@@ -361,22 +526,22 @@ def run_scene(
         "width": scene.width,
         "height": scene.height,
         "crs": str(scene.crs) if scene.crs is not None else None,
-        "device": str(dev),
-        "precision": precision if network is not None else None,
-        "batch": batch,
-        "threads": threads,
+        "device": str(plan.device),
+        "precision": plan.precision if plan.network is not None else None,
+        "batch": plan.batch,
+        "threads": plan.threads,
         **timing,
         "seconds": loop,
         "tiles_per_s": timing["tiles"] / loop if loop > 0 else float("inf"),
         "megapixels_per_s": n / 1e6 / loop if loop > 0 else 0.0,
         "statistics_seconds": stats_seconds,
-        "cog_seconds": cog_seconds,
-        "startup_seconds": t_loop - t_start - stats_seconds,
-        "wall_seconds": time.perf_counter() - t_start,
-        "stages": clock.seconds(),
+        "cog_seconds": seconds.cog,
+        "startup_seconds": seconds.loop - seconds.start - stats_seconds,
+        "wall_seconds": time.perf_counter() - seconds.start,
+        "stages": seconds.stages,
         "nodata_fraction": counters.nodata / n,
     }
-    if mask is not None:
+    if masked:
         summary["cloud_fraction"] = counters.cloud / n
         summary["shadow_fraction"] = counters.shadow / n
         summary["clear_fraction"] = (n - counters.nodata - counters.cloud - counters.shadow) / n

@@ -15,16 +15,18 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
+from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
+from rasterio.windows import Window
 
 from dsen2cr.errors import DataError, Text
+from dsen2cr.grid import Grid
 from dsen2cr.io import check_band_count, check_readable, no_georef_warning, open_raster
 from dsen2cr.scaling import S1_BANDS
 from dsen2cr.scene.sentinel2 import S2Scene, sample_windows
@@ -44,7 +46,7 @@ class S1Source:
         linear: values are linear power (converted to dB), not dB.
         aligned: the file is already on the S2 grid (same CRS, transform and size, or both
             without georeferencing and of the same size): windows are read directly.
-        crs, transform, width, height: the destination (S2) grid.
+        grid: the destination grid (the S2 scene's 10 m grid).
         src_nodata: nodata value of the source used by the warper (None: the file's own).
         coverage: fraction of the S2 grid's bounding box covered by the S1 footprint's bounding
             box (1.0 for aligned inputs).
@@ -53,15 +55,16 @@ class S1Source:
     path: Path
     linear: bool
     aligned: bool
-    crs: Any
-    transform: Any
-    width: int
-    height: int
+    grid: Grid
     src_nodata: float | None = None
     coverage: float = 1.0
 
     def open(self, threads: int = 1) -> S1Reader:
-        """A reader with its own GDAL handles (one per thread) and ``threads`` warper threads."""
+        """A reader with its own GDAL handles (one per thread).
+
+        Args:
+            threads: GDAL warper threads.
+        """
         return S1Reader(self, threads)
 
 
@@ -78,18 +81,19 @@ class S1Reader:
         self.source = source
         with no_georef_warning():
             self._src = rasterio.open(source.path)
-        self._vrt = None
+        self._vrt: WarpedVRT | None = None
         if not source.aligned:
-            kw: dict[str, Any] = {}
+            kw: dict[str, float] = {}
             if source.src_nodata is not None:
                 kw["src_nodata"] = source.src_nodata
+            grid = source.grid
             try:
                 self._vrt = WarpedVRT(
                     self._src,
-                    crs=source.crs,
-                    transform=source.transform,
-                    width=source.width,
-                    height=source.height,
+                    crs=grid.crs,
+                    transform=grid.transform,
+                    width=grid.width,
+                    height=grid.height,
                     resampling=Resampling.bilinear,
                     nodata=float("nan"),
                     dtype="float32",
@@ -114,15 +118,18 @@ class S1Reader:
             self._vrt = None
         self._src.close()
 
-    def read(self, window: Any) -> np.ndarray:
+    def read(self, window: Window) -> np.ndarray:
         """One window of the S2 grid.
 
         Args:
-            window: a rasterio ``Window`` of the S2 grid.
+            window: integer offsets and size on the S2 grid.
 
         Returns:
             float32 (2, h, w) backscatter in dB (VV, VH); NaN where the S1 footprint does not
             cover the pixel or the source is nodata.
+
+        Raises:
+            DataError: the data does not decode (corrupt or truncated file).
         """
         try:
             if self._vrt is not None:
@@ -144,6 +151,9 @@ class S1Reader:
 
 def implausible_s1(source: S1Source) -> list[Text]:
     """What looks wrong with the units of an S1 file, from a sample of it.
+
+    Args:
+        source: the S1 input.
 
     Returns:
         One sentence per finding: values that look like linear power given as dB (most values
@@ -194,53 +204,58 @@ def open_s1(
             needed, or no overlap between the S1 and S2 footprints.
     """
     p = Path(path)
+    grid = scene.grid
     with open_raster(p, "S1 image") as src:
         check_band_count(src.count, len(S1_BANDS), p, "S1 image")
         check_readable(src, p, "S1 image")
-        dst = {
-            "crs": scene.crs,
-            "transform": scene.transform,
-            "width": scene.width,
-            "height": scene.height,
-        }
-        same_size = (src.width, src.height) == (scene.width, scene.height)
-        if scene.crs is None or src.crs is None:
-            if scene.crs is None and src.crs is None and same_size:
-                return S1Source(p, linear, True, **dst)
+        same_size = (src.width, src.height) == (grid.width, grid.height)
+        if grid.crs is None or src.crs is None:
+            if grid.crs is None and src.crs is None and same_size:
+                return S1Source(p, linear, True, grid)
             raise DataError(
                 f"S1 image {p} cannot be placed on the S2 grid of {scene.path}: "
-                + ("the S2 image" if scene.crs is None else "the S1 image")
+                + ("the S2 image" if grid.crs is None else "the S1 image")
                 + " has no coordinate reference system (without georeferencing both must have "
                 "the same size)"
             )
-        if src.crs == scene.crs and same_size and src.transform.almost_equals(scene.transform):
-            return S1Source(p, linear, True, **dst)
-        h, w = scene.height, scene.width
-        t = scene.transform
-        xs = [t.c, t.c + t.a * w, t.c + t.b * h, t.c + t.a * w + t.b * h]
-        ys = [t.f, t.f + t.d * w, t.f + t.e * h, t.f + t.d * w + t.e * h]
-        s2_box = (min(xs), min(ys), max(xs), max(ys))
-        try:
-            s1_box = transform_bounds(src.crs, scene.crs, *src.bounds, densify_pts=21)
-        except Exception as exc:
-            raise DataError(f"cannot transform the footprint of S1 image {p}: {exc}") from None
-        ix = min(s2_box[2], s1_box[2]) - max(s2_box[0], s1_box[0])
-        iy = min(s2_box[3], s1_box[3]) - max(s2_box[1], s1_box[1])
-        if not (ix > 0 and iy > 0 and all(math.isfinite(v) for v in s1_box)):
-            raise DataError(
-                f"S1 image {p} does not overlap the S2 scene {scene.path} "
-                f"(S1 footprint {tuple(round(v, 3) for v in s1_box)} vs S2 "
-                f"{tuple(round(v, 3) for v in s2_box)} in {scene.crs})"
-            )
-        area = (s2_box[2] - s2_box[0]) * (s2_box[3] - s2_box[1])
+        if Grid.of(src).same_as(grid):
+            return S1Source(p, linear, True, grid)
+        coverage = _coverage(src, p, scene)
         src_nodata = src.nodata
         if linear and src_nodata is None:
             src_nodata = 0.0
-        return S1Source(
-            p,
-            linear,
-            False,
-            src_nodata=src_nodata,
-            coverage=float(min(1.0, ix * iy / area)) if area > 0 else 0.0,
-            **dst,
+        return S1Source(p, linear, False, grid, src_nodata=src_nodata, coverage=coverage)
+
+
+def _bounding_box(grid: Grid) -> tuple[float, float, float, float]:
+    """``(xmin, ymin, xmax, ymax)`` of a grid's four corners, in its CRS units."""
+    h, w = grid.height, grid.width
+    t = grid.transform
+    xs = [t.c, t.c + t.a * w, t.c + t.b * h, t.c + t.a * w + t.b * h]
+    ys = [t.f, t.f + t.d * w, t.f + t.e * h, t.f + t.d * w + t.e * h]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _coverage(src: DatasetReader, p: Path, scene: S2Scene) -> float:
+    """Fraction of the S2 grid's bounding box that the S1 footprint's bounding box covers.
+
+    Raises:
+        DataError: the footprint cannot be transformed into the S2 CRS, or does not overlap.
+    """
+    grid = scene.grid
+    assert src.crs is not None and grid.crs is not None
+    s2_box = _bounding_box(grid)
+    try:
+        s1_box = transform_bounds(src.crs, grid.crs, *src.bounds, densify_pts=21)
+    except Exception as exc:
+        raise DataError(f"cannot transform the footprint of S1 image {p}: {exc}") from None
+    ix = min(s2_box[2], s1_box[2]) - max(s2_box[0], s1_box[0])
+    iy = min(s2_box[3], s1_box[3]) - max(s2_box[1], s1_box[1])
+    if not (ix > 0 and iy > 0 and all(math.isfinite(v) for v in s1_box)):
+        raise DataError(
+            f"S1 image {p} does not overlap the S2 scene {scene.path} "
+            f"(S1 footprint {tuple(round(v, 3) for v in s1_box)} vs S2 "
+            f"{tuple(round(v, 3) for v in s2_box)} in {grid.crs})"
         )
+    area = (s2_box[2] - s2_box[0]) * (s2_box[3] - s2_box[1])
+    return float(min(1.0, ix * iy / area)) if area > 0 else 0.0

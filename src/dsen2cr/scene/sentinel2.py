@@ -19,8 +19,9 @@ Sentinel-2 (:func:`open_s2` -> :class:`S2Scene`):
   clipped to 0. Older products have no offset.
 
 Nodata: a pixel is nodata where all 13 raw bands are 0 (the L1C ``NODATA`` special value; for a
-GeoTIFF also where all bands equal its nodata value, or any band is not finite). For products with
-an offset, this is decided on the raw values, before the offset is removed.
+GeoTIFF also where all bands equal its nodata value, or any band is not finite): the rule of
+:func:`dsen2cr.validity.s2_valid`. For products with an offset, this is decided on the raw
+values, before the offset is removed.
 
 Every reader holds its own GDAL handles: rasterio datasets are not thread-safe, so each thread
 opens its own reader from the (picklable, immutable) scene description.
@@ -34,16 +35,21 @@ import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import rasterio
+from affine import Affine
+from rasterio.crs import CRS
 from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from dsen2cr.errors import DataError, InputNotFoundError, Text
+from dsen2cr.grid import Grid
 from dsen2cr.io import check_band_count, check_readable, no_georef_warning, open_raster
 from dsen2cr.scaling import REFLECTANCE_SCALE, S2_BANDS
+from dsen2cr.validity import s2_valid
 
 _SAFE_BAND_SUFFIX = {
     "B1": "B01", "B2": "B02", "B3": "B03", "B4": "B04", "B5": "B05", "B6": "B06", "B7": "B07",
@@ -52,7 +58,7 @@ _SAFE_BAND_SUFFIX = {
 _BAND_RE = re.compile(r"GRANULE/([^/]+)/IMG_DATA/(?:[^/]+_)?(B\d\d|B8A)\.jp2$", re.IGNORECASE)
 
 
-def _window_tuple(window: Any) -> tuple[int, int, int, int]:
+def _window_tuple(window: Window) -> tuple[int, int, int, int]:
     """(row_off, col_off, height, width) of a rasterio Window (integers)."""
     return int(window.row_off), int(window.col_off), int(window.height), int(window.width)
 
@@ -69,10 +75,9 @@ class S2Scene:
         offsets: per-band DN offset added to raw values (``RADIO_ADD_OFFSET``, e.g. -1000), zeros
             when there is none.
         gain: factor applied after the offset (10000 / ``QUANTIFICATION_VALUE``; 1 normally).
-        crs: coordinate reference system of the 10 m grid (None if not georeferenced).
-        transform: affine transform of the 10 m grid.
-        width: grid width in pixels.
-        height: grid height in pixels.
+        grid: the 10 m grid (CRS, None if not georeferenced; transform; size in pixels), also
+            read through the properties :attr:`crs`, :attr:`transform`, :attr:`width`,
+            :attr:`height` and :attr:`shape`.
         nodata: raw value that marks nodata when all bands have it (besides 0), or None.
         baseline: processing baseline of an L1C product (e.g. ``"04.00"``), None for a GeoTIFF.
         name: short name used for output files (file stem or product name).
@@ -86,10 +91,7 @@ class S2Scene:
     band_paths: tuple[str, ...]
     offsets: tuple[float, ...]
     gain: float
-    crs: Any
-    transform: Any
-    width: int
-    height: int
+    grid: Grid
     nodata: float | None = None
     baseline: str | None = None
     name: str = ""
@@ -97,9 +99,29 @@ class S2Scene:
     block_rows: int = 256
 
     @property
+    def crs(self) -> CRS | None:
+        """Coordinate reference system of the 10 m grid (None if not georeferenced)."""
+        return self.grid.crs
+
+    @property
+    def transform(self) -> Affine:
+        """Affine transform of the 10 m grid (pixel -> CRS coordinates)."""
+        return self.grid.transform
+
+    @property
+    def width(self) -> int:
+        """Grid width in pixels."""
+        return self.grid.width
+
+    @property
+    def height(self) -> int:
+        """Grid height in pixels."""
+        return self.grid.height
+
+    @property
     def shape(self) -> tuple[int, int]:
         """(height, width) of the 10 m grid."""
-        return self.height, self.width
+        return self.grid.shape
 
     @property
     def has_offset(self) -> bool:
@@ -116,7 +138,7 @@ class S2Reader:
 
     def __init__(self, scene: S2Scene) -> None:
         self.scene = scene
-        self._datasets: list[Any] = []
+        self._datasets: list[DatasetReader] = []
         try:
             with no_georef_warning():
                 for p in scene.band_paths:
@@ -156,12 +178,22 @@ class S2Reader:
         return fine[dr : dr + h, dc : dc + w]
 
     def read_raw(
-        self, window: Any, bands: tuple[int, ...] | None = None, native: bool = False
+        self, window: Window, bands: tuple[int, ...] | None = None, native: bool = False
     ) -> np.ndarray:
-        """Raw values (offset not removed) of a window, (len(bands), h, w).
+        """Raw values (offset not removed) of a window.
 
-        float32, or with ``native=True`` the file's own dtype where the scene is one GeoTIFF
-        (uint16 for SEN12MS-CR-style files: half the memory, for readers that keep rows).
+        Args:
+            window: integer offsets and size on the 10 m grid.
+            bands: 0-based band indices (default: all 13, in order).
+            native: keep the file's own dtype where the scene is one GeoTIFF and all 13 bands
+                are read (uint16 for SEN12MS-CR-style files: half the memory, for readers that
+                keep rows).
+
+        Returns:
+            (len(bands), h, w) raw values: float32, or the file's dtype with ``native``.
+
+        Raises:
+            DataError: the data does not decode (corrupt or truncated file).
         """
         r0, c0, h, w = _window_tuple(window)
         bands = tuple(range(13)) if bands is None else bands
@@ -175,14 +207,6 @@ class S2Reader:
                 f"cannot read S2 image {self.scene.path}: corrupt or truncated ({exc})"
             ) from None
 
-    def _valid(self, raw: np.ndarray) -> np.ndarray:
-        valid = (raw != 0).any(axis=0)
-        if self.scene.nodata is not None and self.scene.nodata != 0:
-            valid &= (raw != self.scene.nodata).any(axis=0)
-        if raw.dtype.kind == "f":  # integers are always finite
-            valid &= np.isfinite(raw).all(axis=0)
-        return valid
-
     def _to_dn(self, raw: np.ndarray, bands: tuple[int, ...]) -> np.ndarray:
         s = self.scene
         if s.has_offset or s.gain != 1.0:
@@ -192,7 +216,7 @@ class S2Reader:
                 raw = raw * np.float32(s.gain)
         return raw
 
-    def read(self, window: Any) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """One window of the scene in DN, offset removed.
 
         Args:
@@ -201,13 +225,24 @@ class S2Reader:
         Returns:
             ``(dn, valid)``: float32 (13, h, w) DN (>= 0 for L1C products; nodata pixels are
             0) and bool (h, w), False where the input is nodata.
+
+        Raises:
+            DataError: the data does not decode (corrupt or truncated file).
         """
         return self.to_dn(self.read_raw(window))
 
     def to_dn(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw values of all 13 bands (any dtype, from :meth:`read_raw`) -> ``(dn, valid)`` as
-        :meth:`read` returns them."""
-        valid = self._valid(raw)  # on the file's own values and dtype
+        :meth:`read` returns them.
+
+        Args:
+            raw: (13, h, w) raw values (not modified).
+
+        Returns:
+            float32 (13, h, w) DN, 0 where nodata, and bool (h, w) validity
+            (:func:`~dsen2cr.validity.s2_valid` of the raw values).
+        """
+        valid = s2_valid(raw, self.scene.nodata)  # on the file's own values and dtype
         if not valid.any():  # an empty part of the scene (nodata borders, sparse files)
             return np.zeros(raw.shape, np.float32), valid
         dn = self._to_dn(raw.astype(np.float32, copy=False), tuple(range(13)))
@@ -222,7 +257,16 @@ SAMPLE_SIZE = 64
 
 
 def sample_windows(height: int, width: int) -> list[Window]:
-    """A few small windows spread over a grid (each decodes about one block)."""
+    """A few small windows spread over a grid (each decodes about one block).
+
+    Args:
+        height: grid rows, pixels.
+        width: grid columns, pixels.
+
+    Returns:
+        Up to :data:`SAMPLE_GRID` x :data:`SAMPLE_GRID` windows of at most :data:`SAMPLE_SIZE`
+        pixels a side, row-major.
+    """
     h, w = min(SAMPLE_SIZE, height), min(SAMPLE_SIZE, width)
     rows = sorted({round(i * (height - h) / max(1, SAMPLE_GRID - 1)) for i in range(SAMPLE_GRID)})
     cols = sorted({round(i * (width - w) / max(1, SAMPLE_GRID - 1)) for i in range(SAMPLE_GRID)})
@@ -231,6 +275,9 @@ def sample_windows(height: int, width: int) -> list[Window]:
 
 def implausible_s2(scene: S2Scene) -> list[str]:
     """What is far outside L1C digital-number conventions in a sample of the scene (GeoTIFFs).
+
+    Args:
+        scene: the S2 input (a product is L1C by construction: nothing to report).
 
     Returns:
         One sentence per finding (empty for a plausible input): an 8-bit file, negative values,
@@ -249,10 +296,7 @@ def implausible_s2(scene: S2Scene) -> list[str]:
         except RasterioError:
             return out  # corrupt data is reported where it is read
     sample = np.concatenate([p.reshape(13, -1) for p in parts], axis=1)
-    valid = (sample != 0).any(axis=0) & np.isfinite(sample).all(axis=0)
-    if scene.nodata is not None and scene.nodata != 0:
-        valid &= (sample != scene.nodata).any(axis=0)
-    values = sample[:, valid]
+    values = sample[:, s2_valid(sample, scene.nodata)]
     if values.size:
         lo, hi = float(values.min()), float(values.max())
         if lo < 0:
@@ -286,6 +330,12 @@ def band_order_problem(scene: S2Scene) -> Text | None:
     fully overcast included, and Sen1Floods11), every valid pixel passes in the right order and
     none with the bands reversed; a file is refused when fewer than half of the sampled pixels
     pass (no false alarm on those files).
+
+    Args:
+        scene: the S2 input (a product names its band files: never a problem).
+
+    Returns:
+        The reason, with the option that skips the check, or None.
     """
     if scene.kind != "geotiff":
         return None  # products name their band files
@@ -304,10 +354,7 @@ def band_order_problem(scene: S2Scene) -> Text | None:
         except RasterioError:
             return None  # corrupt data is reported where it is read
     sample = np.concatenate([p.reshape(2, -1) for p in parts], axis=1)
-    valid = np.isfinite(sample).all(axis=0) & (sample != 0).any(axis=0)
-    if scene.nodata is not None:
-        valid &= (sample != scene.nodata).any(axis=0)
-    b3, b10 = sample[:, valid]
+    b3, b10 = sample[:, s2_valid(sample, scene.nodata)]  # the rule, on the two bands read
     if b3.size < BAND_CHECK_PIXELS:
         return None
     passing = float(np.mean(b10 < b3))
@@ -352,17 +399,23 @@ def _open_s2_geotiff(p: Path) -> S2Scene:
             band_paths=(str(p),),
             offsets=(0.0,) * 13,
             gain=1.0,
-            crs=src.crs,
-            transform=src.transform,
-            width=src.width,
-            height=src.height,
+            grid=Grid.of(src),
             nodata=src.nodata,
             name=p.stem,
             block_rows=int(src.block_shapes[0][0]),
         )
 
 
-def parse_l1c_metadata(xml_text: str | bytes, source: str = "MTD_MSIL1C.xml") -> dict[str, Any]:
+class L1CMetadata(TypedDict):
+    """What :func:`parse_l1c_metadata` reads from ``MTD_MSIL1C.xml``."""
+
+    baseline: str | None
+    offsets: tuple[float, ...]
+    quantification: float
+    nodata: float
+
+
+def parse_l1c_metadata(xml_text: str | bytes, source: str = "MTD_MSIL1C.xml") -> L1CMetadata:
     """Read what :func:`open_s2` needs from an L1C product's ``MTD_MSIL1C.xml``.
 
     Args:
@@ -370,7 +423,7 @@ def parse_l1c_metadata(xml_text: str | bytes, source: str = "MTD_MSIL1C.xml") ->
         source: its name, for messages.
 
     Returns:
-        dict with ``baseline`` (str or None), ``offsets`` (13 floats, band order B1..B12 with
+        :class:`L1CMetadata`, a dict with ``baseline`` (str or None), ``offsets`` (13 floats, band order B1..B12 with
         B8A, from ``RADIO_ADD_OFFSET band_id="0".."12"``; zeros when absent), ``quantification``
         (float, default 10000) and ``nodata`` (the ``NODATA`` special value, default 0).
 
@@ -493,36 +546,45 @@ def _find_bands(names: list[str], p: Path) -> dict[str, str]:
     return {b: sorted(found[_SAFE_BAND_SUFFIX[b]])[0] for b in S2_BANDS}
 
 
-def _safe_scene(p: Path, band_paths: tuple[str, ...], meta: dict[str, Any], name: str) -> S2Scene:
-    grids = []
+def _upsampling_factor(band: Grid, grid: Grid) -> int | None:
+    """The integer ``f`` such that each pixel of ``band`` is ``f x f`` pixels of ``grid`` (same
+    CRS and origin, north-up, covering it), or None when ``band`` is not aligned so."""
+    crs, ref, width, height = grid.crs, grid.transform, grid.width, grid.height
+    t = band.transform
+    f = t.a / ref.a
+    fi = round(f)
+    aligned = (
+        band.crs == crs
+        and fi >= 1
+        and abs(f - fi) < 1e-6
+        and abs(t.e / ref.e - fi) < 1e-6
+        and abs(t.c - ref.c) < 1e-6 * abs(ref.a)
+        and abs(t.f - ref.f) < 1e-6 * abs(ref.a)
+        and t.b == 0
+        and t.d == 0
+        and band.width * fi >= width
+        and band.height * fi >= height
+    )
+    return fi if aligned else None
+
+
+def _safe_scene(p: Path, band_paths: tuple[str, ...], meta: L1CMetadata, name: str) -> S2Scene:
+    grids: list[Grid] = []
     blocks = []
     for b, bp in zip(S2_BANDS, band_paths, strict=True):
         try:
             with rasterio.open(bp) as ds:
                 if ds.count != 1:
                     raise DataError(f"S2 product {p}: band file {bp} has {ds.count} bands, expected 1")
-                grids.append((ds.crs, ds.transform, ds.width, ds.height))
+                grids.append(Grid.of(ds))
                 blocks.append(int(ds.block_shapes[0][0]))
         except RasterioIOError as exc:
             raise DataError(f"cannot read band {b} of S2 product {p}: {exc}") from None
-    crs, ref, width, height = grids[S2_BANDS.index("B2")]
+    grid = grids[S2_BANDS.index("B2")]
     factors = []
-    for b, (bcrs, t, bw, bh) in zip(S2_BANDS, grids, strict=True):
-        f = t.a / ref.a
-        fi = round(f)
-        aligned = (
-            bcrs == crs
-            and fi >= 1
-            and abs(f - fi) < 1e-6
-            and abs(t.e / ref.e - fi) < 1e-6
-            and abs(t.c - ref.c) < 1e-6 * abs(ref.a)
-            and abs(t.f - ref.f) < 1e-6 * abs(ref.a)
-            and t.b == 0
-            and t.d == 0
-            and bw * fi >= width
-            and bh * fi >= height
-        )
-        if not aligned:
+    for b, g in zip(S2_BANDS, grids, strict=True):
+        fi = _upsampling_factor(g, grid)
+        if fi is None:
             raise DataError(
                 f"S2 product {p}: band {b} is not on a grid aligned with B2's 10 m grid"
             )
@@ -534,10 +596,7 @@ def _safe_scene(p: Path, band_paths: tuple[str, ...], meta: dict[str, Any], name
         band_paths=band_paths,
         offsets=meta["offsets"],
         gain=REFLECTANCE_SCALE / quant if quant else 1.0,
-        crs=crs,
-        transform=ref,
-        width=width,
-        height=height,
+        grid=grid,
         nodata=meta["nodata"],
         baseline=meta["baseline"],
         name=name,

@@ -31,13 +31,22 @@ class StageClock:
         self._lock = threading.Lock()
 
     def add(self, stage: str, seconds: float) -> None:
-        """Count ``seconds`` for ``stage``."""
+        """Count seconds for a stage.
+
+        Args:
+            stage: one of :data:`STAGES` (or a waiting time).
+            seconds: wall seconds.
+        """
         with self._lock:
             self._seconds[stage] = self._seconds.get(stage, 0.0) + seconds
 
     @contextlib.contextmanager
     def time(self, stage: str) -> Iterator[None]:
-        """Count the block's wall time for ``stage``."""
+        """Count the block's wall time for a stage.
+
+        Args:
+            stage: one of :data:`STAGES` (or a waiting time).
+        """
         t0 = time.perf_counter()
         try:
             yield

@@ -49,7 +49,14 @@ class Tile:
         return r - self.window[0], c - self.window[1], h, w
 
     def core_of(self, a: np.ndarray) -> np.ndarray:
-        """The core's pixels of an array ``(..., window height, window width)`` of this tile."""
+        """The core's pixels of an array of this tile's window.
+
+        Args:
+            a: ``(..., window height, window width)``.
+
+        Returns:
+            ``(..., core height, core width)``, a view.
+        """
         r, c, h, w = self.inner
         return a[..., r : r + h, c : c + w]
 
@@ -108,7 +115,15 @@ def plan_tiles(height: int, width: int, tile: int, halo: int, stripe_max: int | 
 
 
 def stripe_columns(tiles: list[Tile]) -> dict[int, tuple[int, int]]:
-    """Per stripe, the columns ``[start, end)`` that its tiles' windows span."""
+    """The columns each stripe's tiles read.
+
+    Args:
+        tiles: tiles of a scene (:func:`plan_tiles`).
+
+    Returns:
+        ``{stripe: (start, end)}``: the columns ``[start, end)`` (pixels) its tiles' windows
+        span.
+    """
     spans: dict[int, tuple[int, int]] = {}
     for t in tiles:
         c, w = t.window[1], t.window[3]

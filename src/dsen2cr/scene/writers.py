@@ -17,7 +17,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -36,9 +35,13 @@ from dsen2cr.figures import (
     sar_composite,
     save_figure,
 )
+from dsen2cr.grid import Grid
 from dsen2cr.scaling import S2_BANDS, scaled_to_dn
 from dsen2cr.scene.pipeline import TileResult
+from dsen2cr.scene.sentinel1 import S1Source
+from dsen2cr.scene.sentinel2 import S2Scene
 from dsen2cr.scene.stages import StageClock
+from dsen2cr.validity import s2_valid
 
 OUTPUT_NODATA = 0
 """Nodata value of the predicted uint16 raster (valid predictions are clipped to >= 1 DN)."""
@@ -92,7 +95,7 @@ def keep_clear(r: TileResult, dn: np.ndarray, margin: int) -> np.ndarray:
         cloud = ndimage.binary_dilation(cloud, square)
         shadow = ndimage.binary_dilation(shadow, square)
     cloud, shadow = r.tile.core_of(cloud), r.tile.core_of(shadow)
-    predicted = (dn != 0).any(axis=0)  # S2 valid and, for SAR networks, S1 present
+    predicted = s2_valid(dn)  # the output's nodata: S2 valid and, for SAR networks, S1 present
     prov = np.where(cloud, PROVENANCE["cloud"], np.where(shadow, PROVENANCE["shadow"],
                                                          PROVENANCE["input"])).astype(np.uint16)  # fmt: skip
     prov[(prov != PROVENANCE["input"]) & ~predicted] = PROVENANCE["nodata"]
@@ -104,7 +107,14 @@ def keep_clear(r: TileResult, dn: np.ndarray, margin: int) -> np.ndarray:
 
 
 def mask_with_nodata(result: TileResult) -> np.ndarray:
-    """The int8 mask of a tile core with :data:`MASK_NODATA` where S2 is nodata."""
+    """The mask of a tile core as the mask file holds it.
+
+    Args:
+        result: the tile's result, with its mask.
+
+    Returns:
+        (ch, cw) int8: 1 cloud, -1 shadow, 0 clear, :data:`MASK_NODATA` where S2 is nodata.
+    """
     assert result.mask is not None
     return np.where(result.valid, result.mask, np.int8(MASK_NODATA)).astype(np.int8)
 
@@ -120,7 +130,13 @@ class Counters:
     shadow: int = 0
 
     def add(self, ok: np.ndarray, s2ok: np.ndarray, mask: np.ndarray | None) -> None:
-        """Count one core: ``ok`` valid output pixels, ``s2ok`` valid S2 pixels, the mask."""
+        """Count one core.
+
+        Args:
+            ok: (h, w) bool, valid output pixels.
+            s2ok: (h, w) bool, valid S2 pixels.
+            mask: (h, w) int8 mask (1 cloud, -1 shadow), or None; counted where ``s2ok``.
+        """
         self.nodata += int(ok.size - ok.sum())
         self.s2_valid += int(s2ok.sum())
         if mask is not None:
@@ -128,7 +144,11 @@ class Counters:
             self.shadow += int(np.count_nonzero((mask == -1) & s2ok))
 
     def merge(self, other: Counters) -> None:
-        """Add another core's counts."""
+        """Add another core's counts.
+
+        Args:
+            other: the counts to add.
+        """
         self.nodata += other.nodata
         self.s2_valid += other.s2_valid
         self.cloud += other.cloud
@@ -148,7 +168,13 @@ class Preview:
         self.mask = np.full((h, w), MASK_NODATA, np.int8) if with_mask else None
 
     def add(self, r: TileResult, out: np.ndarray | None, mask: np.ndarray | None) -> None:
-        """Keep the decimated pixels of one core (``out`` in DN, ``mask`` with nodata)."""
+        """Keep the decimated pixels of one core.
+
+        Args:
+            r: the tile's result (its S2 DN and S1 dB).
+            out: (13, ch, cw) prediction in DN (0 nodata), or None.
+            mask: (ch, cw) int8 mask with :data:`MASK_NODATA`, or None.
+        """
         r0, c0, h, w = r.tile.core
         s = self.step
         ir, ic = (-r0) % s, (-c0) % s
@@ -166,7 +192,12 @@ class Preview:
 
     def write(self, path: Path, title: str) -> None:
         """Input RGB | SAR | mask | prediction RGB side by side, as a PNG (atomically), every
-        panel with its stretch and units."""
+        panel with its stretch and units.
+
+        Args:
+            path: the PNG to write.
+            title: the figure's title.
+        """
         stretch = rgb_stretch(self.s2)  # one stretch for input and prediction: comparable
         panels: list[tuple[str, np.ndarray, str]] = [
             ("cloudy input (S2)", rgb_composite(self.s2, stretch), rgb_caption(stretch))]
@@ -178,7 +209,7 @@ class Preview:
             pic[self.mask == MASK_NODATA] = (0.5, 0.0, 0.0)
             panels.append(("cloud / shadow mask", pic, mask_caption() + ", red nodata"))
         out_rgb = rgb_composite(self.out, stretch)
-        out_rgb[(self.out == 0).all(axis=0)] = 0.0
+        out_rgb[~s2_valid(self.out)] = 0.0  # the prediction's nodata (0 in every band)
         panels.append(("DSen2-CR prediction", out_rgb, rgb_caption(stretch) + ", black nodata"))
         h, w = self.s2.shape[1:]
         fig, axes = new_figure(1, len(panels))
@@ -201,7 +232,7 @@ class SceneSink:
     decimated preview copies are kept on the way.
 
     Args:
-        grid: the S2 grid (``height``, ``width``, ``crs``, ``transform``).
+        grid: the S2 grid, the outputs' grid.
         prediction: the file to write the prediction COG to (a staging path), or None.
         mask: the file to write the mask COG to (a staging path), or None.
         finals: the final names of ``prediction`` and ``mask``, named by a failed write.
@@ -219,7 +250,7 @@ class SceneSink:
 
     def __init__(
         self,
-        grid: Any,
+        grid: Grid,
         *,
         prediction: Path | None,
         mask: Path | None,
@@ -239,8 +270,6 @@ class SceneSink:
         self.counters = Counters()
         self._lock = threading.Lock()
         self.preview = Preview(grid.height, grid.width, with_sar, with_mask) if preview else None
-        crs = grid.crs
-        geo = {"crs": crs, "transform": grid.transform} if crs is not None else {}
         self.cogs: list[CogWriter] = []
         self.prediction = self.mask = None
         if prediction is not None:
@@ -249,13 +278,14 @@ class SceneSink:
                 count=14 if extra else 13, dtype="uint16", nodata=OUTPUT_NODATA,
                 compress=compress, predictor=True, overviews="average", tags=tags,
                 descriptions=(*S2_BANDS, *([PROVENANCE_DESCRIPTION] if extra else [])),
-                mode_bands=(13,) if extra else (), mode_priority=(2, 3, 1), **geo),
-                final=finals[0])  # fmt: skip
+                mode_bands=(13,) if extra else (), mode_priority=(2, 3, 1), crs=grid.crs,
+                transform=grid.transform), final=finals[0])  # fmt: skip
             self.cogs.append(self.prediction)
         if mask is not None:
             self.mask = CogWriter(mask, grid.height, grid.width, CogProfile(
                 count=1, dtype="int8", nodata=MASK_NODATA, compress=compress, overviews="mode",
-                tags=mask_tags, descriptions=(MASK_DESCRIPTION,), **geo), final=finals[1])  # fmt: skip
+                tags=mask_tags, descriptions=(MASK_DESCRIPTION,), crs=grid.crs,
+                transform=grid.transform), final=finals[1])  # fmt: skip
             self.cogs.append(self.mask)
 
     def __call__(self, r: TileResult) -> None:
@@ -324,21 +354,26 @@ class ArraySink:
             self.mask[rr : rr + hh, cc : cc + ww] = mask_with_nodata(r)
 
 
-def check_valid(counters: Counters, grid: Any, inputs: Any) -> None:
+def check_valid(counters: Counters, scene: S2Scene, s1: S1Source | None) -> None:
     """A result without a single valid pixel is an error (and its files are not kept).
+
+    Args:
+        counters: the pixel counts of the whole scene.
+        scene: the S2 input.
+        s1: the S1 input on its grid, or None.
 
     Raises:
         DataError: every S2 pixel is nodata, or no valid S2 pixel has valid S1 under it.
     """
-    n = grid.height * grid.width
+    n = scene.height * scene.width
     if counters.s2_valid == 0:
         raise DataError(
-            f"S2 image {grid.path} has no valid pixel (every pixel is nodata: all bands 0, the "
+            f"S2 image {scene.path} has no valid pixel (every pixel is nodata: all bands 0, the "
             "file's nodata value, or not finite); nothing to write"
         )
     if counters.nodata == n:
-        s1 = getattr(getattr(inputs, "s1", None), "path", None)
+        s1_path = s1.path if s1 is not None else None
         raise DataError(
-            f"no valid S2 pixel of {grid.path} has valid S1 data from {s1} (S1 is nodata or NaN "
-            "wherever the scenes overlap); nothing to write"
+            f"no valid S2 pixel of {scene.path} has valid S1 data from {s1_path} (S1 is nodata or "
+            "NaN wherever the scenes overlap); nothing to write"
         )

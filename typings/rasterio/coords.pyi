@@ -1,0 +1,11 @@
+"""rasterio's bounding boxes."""
+
+from typing import Any, NamedTuple
+
+class BoundingBox(NamedTuple):
+    left: float
+    bottom: float
+    right: float
+    top: float
+
+def __getattr__(name: str) -> Any: ...

@@ -16,10 +16,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from dsen2cr import cli
-from dsen2cr.errors import WeightsError
+from dsen2cr.errors import WeightsError, WeightsNotFoundError
 from dsen2cr.models import DSen2CR, Pix2PixPredictor, load_weights, read_weights
 from dsen2cr.models.pix2pix import UNetGenerator
-from dsen2cr.models.weights import CHECKPOINT_KEY
+from dsen2cr.models.weights import CHECKPOINT_KEY, read_checkpoint
 from tests.conftest import write_raster_file
 
 
@@ -217,3 +217,34 @@ def test_files_that_are_not_weights(tmp_path: Path, capsys) -> None:
     cut.write_bytes(tiny.read_bytes()[: tiny.stat().st_size // 2])
     with pytest.raises(WeightsError, match=r"^cannot read weight file .*cut\.safetensors"):
         load_weights(cut)
+
+
+class _Code:
+    """An object that a checkpoint may not hold: unpickling it would run this module's code."""
+
+
+def test_read_checkpoint_is_the_one_safe_reader(tmp_path: Path) -> None:
+    ckpt = tmp_path / "run.ckpt"
+    torch.save({"state_dict": {"model.w": torch.ones(2)}, "epoch": 3}, ckpt)
+    content = read_checkpoint(ckpt)
+    assert content["epoch"] == 3 and torch.equal(content["state_dict"]["model.w"], torch.ones(2))
+    with pytest.raises(WeightsNotFoundError, match="checkpoint not found"):
+        read_checkpoint(tmp_path / "missing.ckpt")
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": _Code()}, evil)
+    with pytest.raises(WeightsError, match="refused without unpickling code"):
+        read_checkpoint(evil)
+    bare = tmp_path / "bare.ckpt"
+    torch.save({"epoch": 1}, bare)
+    with pytest.raises(WeightsError, match=r"not a dsen2cr training checkpoint \(no state_dict"):
+        read_checkpoint(bare)
+    with pytest.raises(WeightsError, match="it is not a training checkpoint"):
+        read_checkpoint(write_raster_file(tmp_path / "scene.tif", np.ones((1, 4, 4), np.uint16)))
+
+
+def test_no_other_torch_load_in_the_package() -> None:
+    """Every checkpoint is read by models.weights.read_checkpoint (weights_only, typed errors)."""
+    src = Path(__file__).resolve().parents[2] / "src" / "dsen2cr"
+    users = sorted(str(p.relative_to(src)) for p in src.rglob("*.py")
+                   if re.search(r"torch\.load\(", p.read_text()))  # fmt: skip
+    assert users == [str(Path("models") / "weights.py")]

@@ -10,28 +10,20 @@ The network is EDSR/DSen2-style and fully convolutional::
 
 Every convolution is 3x3, stride 1, zero padding 1, with a bias; no batch normalisation.
 
-Weights are read and written by :mod:`dsen2cr.models.weights` (``from_pretrained`` and
-``save_pretrained`` are its shortcuts for this class); the class registers itself there as the
-architecture ``"DSen2CR"``.
+Weights are read and written by :mod:`dsen2cr.models.weights`: the class is a
+:class:`~dsen2cr.models.weights.RecordedNetwork` (``from_pretrained`` and ``save_pretrained``
+are its shortcuts) registered there as the architecture ``"DSen2CR"``.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from dsen2cr.models.weights import (
-    ConfigBound,
-    WeightRecord,
-    build_strict,
-    load_weights,
-    register_architecture,
-    save_weights,
-)
+from dsen2cr.models.weights import ConfigBound, RecordedNetwork, register_architecture
 from dsen2cr.scaling import NORMALIZATION
 
 
@@ -46,12 +38,17 @@ class ResidualBlock(nn.Module):
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + res_scale * conv(relu(conv(x)))``.
+
+        Args:
+            x: (B, F, H, W) features; the output has the same shape.
+        """
         # x + res_scale * y in one kernel (one pass over the activations instead of two)
         return torch.add(x, self.conv2(self.relu(self.conv1(x))), alpha=self.res_scale)
 
 
 @register_architecture
-class DSen2CR(nn.Module):
+class DSen2CR(RecordedNetwork):
     """DSen2-CR cloud-removal network.
 
     Args:
@@ -63,7 +60,8 @@ class DSen2CR(nn.Module):
 
     Attributes:
         training_info: free-form description of how the weights were made (loss, data, source),
-            stored in the weight file's metadata by :meth:`save_pretrained`.
+            stored in the weight file's metadata by
+            :meth:`~dsen2cr.models.weights.RecordedNetwork.save_pretrained`.
         name: a short name of the weights (the run name or file stem when loaded).
         config_bounds: what a weight file may record (checked before anything is built):
             ``features`` 1..4096, ``blocks`` 0..1024, ``sar_channels`` 0..1024,
@@ -78,6 +76,7 @@ class DSen2CR(nn.Module):
         "sar_channels": ConfigBound(int, 0, 1024),
         "optical_channels": ConfigBound(int, 1, 1024),
     }
+    input_normalization: ClassVar[Mapping[str, object]] = NORMALIZATION
 
     def __init__(
         self,
@@ -98,7 +97,7 @@ class DSen2CR(nn.Module):
         self.res_scale = float(res_scale)
         self.sar_channels = sar_channels
         self.optical_channels = optical_channels
-        self.training_info: dict[str, Any] = {}
+        self.training_info = {}
         self.name = "dsen2cr"
 
         self.head = nn.Conv2d(optical_channels + sar_channels, features, 3, padding=1, bias=True)
@@ -108,7 +107,7 @@ class DSen2CR(nn.Module):
 
     # ------------------------------------------------------------------ architecture
     @property
-    def config(self) -> dict[str, Any]:
+    def config(self) -> dict[str, int | float]:
         """The constructor arguments that rebuild this architecture."""
         return {
             "features": self.features,
@@ -169,51 +168,5 @@ class DSen2CR(nn.Module):
             x = optical
         h = torch.relu(self.head(x))
         h = self.body(h)
-        return self.tail(h) + optical
-
-    # ------------------------------------------------------------------ weights
-    def weight_record(self) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
-        """``(config, state_dict, input_normalization)`` as a weight file stores them."""
-        return self.config, self.state_dict(), NORMALIZATION
-
-    @classmethod
-    def from_record(cls, record: WeightRecord) -> DSen2CR:
-        """The network of a weight record (:func:`dsen2cr.models.weights.read_weights`)."""
-        model = build_strict(record, cls, lambda m: m, cls.config_bounds)
-        return model  # type: ignore[return-value]
-
-    def save_pretrained(
-        self, path: str | os.PathLike[str], training_info: dict[str, Any] | None = None
-    ) -> Path:
-        """Save weights and architecture to a safetensors file (written atomically).
-
-        The metadata holds the architecture (``config``), the input normalisation and
-        ``training`` (``training_info`` merged over the model's own).
-
-        Args:
-            path: output ``.safetensors`` file.
-            training_info: extra description of how the weights were trained.
-
-        Returns:
-            The written path.
-        """
-        return save_weights(self, path, training_info)
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
-    ) -> DSen2CR:
-        """Rebuild a model from a weight file alone (:func:`dsen2cr.models.load_weights`).
-
-        Args:
-            path: a native ``.safetensors`` file, one of the authors' Keras HDF5 files
-                (``model_SARcarl.hdf5`` ...) or a training checkpoint of a DSen2-CR run.
-            map_location: device to place the weights on.
-
-        Returns:
-            The model in eval mode.
-
-        Raises:
-            WeightsError: the file is missing, unreadable or not a DSen2-CR weight file.
-        """
-        return load_weights(path, map_location, architecture=cls.architecture)  # type: ignore[return-value]
+        out: torch.Tensor = self.tail(h) + optical
+        return out

@@ -56,13 +56,13 @@ class _Conv:
 
 
 # ----------------------------------------------------------------------------- HDF5 helpers
-def _as_str(value: Any) -> str:
+def _as_str(value: object) -> str:
     if isinstance(value, (bytes, np.bytes_)):
         return value.decode("utf-8")
     return str(value)
 
 
-def _str_list(value: Any) -> list[str]:
+def _str_list(value: object) -> list[str]:
     """Decode a Keras string-list attribute (numpy array of bytes or str, list, scalar)."""
     if value is None:
         return []
@@ -74,7 +74,7 @@ def _str_list(value: Any) -> list[str]:
     return [_as_str(v) for v in arr.reshape(-1).tolist()]
 
 
-def _read_list_attr(group: Any, name: str) -> list[str] | None:
+def _read_list_attr(group: h5py.Group, name: str) -> list[str] | None:
     """Read a string-list attribute, joining Keras' chunks (``name0``, ``name1``, ...) if split."""
     if name in group.attrs:
         return _str_list(group.attrs[name])
@@ -88,7 +88,7 @@ def _read_list_attr(group: Any, name: str) -> list[str] | None:
     return out
 
 
-def _scalar_attr(group: Any, name: str) -> str | None:
+def _scalar_attr(group: h5py.Group, name: str) -> str | None:
     if name not in group.attrs:
         return None
     values = _str_list(group.attrs[name])
@@ -96,7 +96,7 @@ def _scalar_attr(group: Any, name: str) -> str | None:
 
 
 # ----------------------------------------------------------------------------- reading
-def _read_convs(root: Any, path: Path) -> list[_Conv]:
+def _read_convs(root: h5py.Group, path: Path) -> list[_Conv]:
     """Kernel and bias of every layer with weights, in the order of ``layer_names``."""
     layer_names = _read_list_attr(root, "layer_names")
     if layer_names is None:  # pragma: no cover - checked by the caller
@@ -136,7 +136,7 @@ def _read_convs(root: Any, path: Path) -> list[_Conv]:
     return convs
 
 
-def _infer_config(convs: list[_Conv], path: Path) -> dict[str, Any]:
+def _infer_config(convs: list[_Conv], path: Path) -> dict[str, int | float]:
     """Check the convolution chain against DSen2-CR and infer F, B, SAR and optical bands."""
     n = len(convs)
     if n < 2 or n % 2:
@@ -183,7 +183,7 @@ def _infer_config(convs: list[_Conv], path: Path) -> dict[str, Any]:
     }
 
 
-def _is_number(x: Any) -> bool:
+def _is_number(x: object) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
@@ -230,6 +230,23 @@ def _res_scale_from_config(model_config: str | None, blocks: int) -> float | Non
     return values[0]
 
 
+def _state_dict(convs: list[_Conv], blocks: int) -> dict[str, torch.Tensor]:
+    """The DSen2-CR state dict of the convolution chain: float32 ``(out, in, kh, kw)`` kernels."""
+
+    def tensor(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+    state: dict[str, torch.Tensor] = {}
+    names = ["head"]
+    for i in range(blocks):
+        names += [f"body.{i}.conv1", f"body.{i}.conv2"]
+    names.append("tail")
+    for key, conv in zip(names, convs, strict=True):
+        state[f"{key}.weight"] = tensor(conv.kernel.transpose(3, 2, 0, 1))
+        state[f"{key}.bias"] = tensor(conv.bias)
+    return state
+
+
 def _guess_loss(name: str) -> str:
     stem = name.lower()
     if "carl" in stem:
@@ -241,7 +258,7 @@ def _guess_loss(name: str) -> str:
 
 def read_keras(
     path: str | os.PathLike[str],
-) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
+) -> tuple[dict[str, int | float], dict[str, torch.Tensor], dict[str, Any]]:
     """Read a DSen2-CR Keras HDF5 weight file (weights-only or full-model layout).
 
     Args:
@@ -285,22 +302,11 @@ def read_keras(
         model_config = _scalar_attr(f, "model_config")
 
     config = _infer_config(convs, p)
-    res_scale = _res_scale_from_config(model_config, config["blocks"])
+    blocks = int(config["blocks"])
+    res_scale = _res_scale_from_config(model_config, blocks)
     if res_scale is not None:
         config["res_scale"] = res_scale
-
-    def tensor(array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-
-    state: dict[str, torch.Tensor] = {}
-    names = ["head"]
-    for i in range(config["blocks"]):
-        names += [f"body.{i}.conv1", f"body.{i}.conv2"]
-    names.append("tail")
-    for key, conv in zip(names, convs, strict=True):
-        state[f"{key}.weight"] = tensor(conv.kernel.transpose(3, 2, 0, 1))
-        state[f"{key}.bias"] = tensor(conv.bias)
-
+    state = _state_dict(convs, blocks)
     info: dict[str, Any] = {
         "source": "keras",
         "file": p.name,

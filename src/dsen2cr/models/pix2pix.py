@@ -23,8 +23,7 @@ are deterministic.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -33,11 +32,10 @@ from torch import nn
 from dsen2cr import scaling
 from dsen2cr.models.weights import (
     ConfigBound,
+    RecordedNetwork,
     WeightRecord,
     build_strict,
-    load_weights,
     register_architecture,
-    save_weights,
 )
 
 __all__ = [
@@ -148,7 +146,7 @@ class UNetGenerator(nn.Module):
         self.ngf, self.num_downs, self.dropout = ngf, num_downs, bool(dropout)
 
         def nc(i: int) -> int:
-            return ngf * min(2**i, 8)
+            return ngf * min(int(2**i), 8)
 
         block: nn.Module = _UNetLevel(nc(num_downs - 2), nc(num_downs - 1), innermost=True)
         for i in range(num_downs - 2, 0, -1):
@@ -157,7 +155,7 @@ class UNetGenerator(nn.Module):
         init_weights(self)
 
     @property
-    def config(self) -> dict[str, Any]:
+    def config(self) -> dict[str, int | bool]:
         """The constructor arguments that rebuild this architecture."""
         return {
             "in_channels": self.in_channels,
@@ -170,16 +168,24 @@ class UNetGenerator(nn.Module):
     @property
     def multiple(self) -> int:
         """Input height and width must be multiples of this (``2**num_downs``)."""
-        return 2**self.num_downs
+        return int(2**self.num_downs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 15, H, W) in [-1, 1] -> (B, 13, H, W) in [-1, 1]; H, W multiples of 2**num_downs."""
+        """Generate the optical image.
+
+        Args:
+            x: (B, 15, H, W) concat(optical, SAR) in [-1, 1]; H, W multiples of 2**num_downs.
+
+        Returns:
+            (B, 13, H, W) optical bands in [-1, 1].
+        """
         if x.shape[-1] % self.multiple or x.shape[-2] % self.multiple:
             raise ValueError(
                 f"UNetGenerator(num_downs={self.num_downs}) needs height and width divisible by "
                 f"{self.multiple}, got {tuple(x.shape[-2:])}"
             )
-        return self.model(x)
+        out: torch.Tensor = self.model(x)
+        return out
 
 
 class PatchGANDiscriminator(nn.Module):
@@ -214,14 +220,27 @@ class PatchGANDiscriminator(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 28, H, W) in [-1, 1] -> (B, 1, h, w) real/fake logits per patch."""
+        """Classify patches as real or generated.
+
+        Args:
+            x: (B, 28, H, W) concat(SAR, cloudy, real or generated optical) in [-1, 1].
+
+        Returns:
+            (B, 1, h, w) real/fake logits, one per patch.
+        """
         if x.shape[-3] != self.in_channels:
             raise ValueError(f"discriminator input has {x.shape[-3]} channels, expected {self.in_channels}")
-        return self.model(x)
+        logits: torch.Tensor = self.model(x)
+        return logits
 
 
 def init_weights(module: nn.Module, gain: float = 0.02) -> None:
-    """pix2pix initialisation: conv weights N(0, gain), biases 0, batch-norm scale N(1, gain)."""
+    """pix2pix initialisation: conv weights N(0, gain), biases 0, batch-norm scale N(1, gain).
+
+    Args:
+        module: the network, initialised in place.
+        gain: standard deviation of the normal distributions.
+    """
     for m in module.modules():
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
             nn.init.normal_(m.weight, 0.0, gain)
@@ -237,44 +256,69 @@ def lr_factor(epoch: int, n_epochs_init: int = 5, n_epochs_decay: int = 5) -> fl
 
     This is pix2pix's linear policy: ``n_init`` epochs at the initial rate, then ``n_decay``
     epochs decaying linearly towards 0 (factors 5/6, 4/6, ..., 1/6 for 5 + 5 epochs).
+
+    Args:
+        epoch: the epoch, counted from 0.
+        n_epochs_init: epochs at the initial rate.
+        n_epochs_decay: epochs of linear decay.
     """
     return 1.0 - max(0, epoch + 1 - n_epochs_init) / float(n_epochs_decay + 1)
 
 
 # --------------------------------------------------------------------------- domain mapping
 def to_pix2pix_input(optical: torch.Tensor, sar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scaled optical (B, 13, H, W) and SAR (B, 2, H, W) -> the same in the pix2pix domain."""
+    """Scaled inputs -> the pix2pix domain [-1, 1] (float32).
+
+    Args:
+        optical: (B, 13, H, W) scaled Sentinel-2 (DN / 2000).
+        sar: (B, 2, H, W) scaled Sentinel-1.
+
+    Returns:
+        Optical (B, 13, H, W) and SAR (B, 2, H, W) in [-1, 1].
+    """
     return scaling.scaled_to_pix2pix_s2(optical.float()), scaling.scaled_to_pix2pix_s1(sar.float())
 
 
 def from_pix2pix(optical: torch.Tensor) -> torch.Tensor:
-    """pix2pix-domain optical [-1, 1] -> the DSen2-CR scaled domain ([0, 5])."""
+    """pix2pix-domain optical -> the DSen2-CR scaled domain.
+
+    Args:
+        optical: (..., 13, H, W) in [-1, 1].
+
+    Returns:
+        The same shape in the scaled domain ([0, 5], x 2000 = DN).
+    """
     return scaling.s2_to_scaled(scaling.pix2pix_to_s2(optical))
 
 
 @register_architecture
-class Pix2PixPredictor(nn.Module):
+class Pix2PixPredictor(RecordedNetwork):
     """A trained pix2pix generator used like a DSen2-CR model (scaled domain in and out).
 
     Inputs whose size is not a multiple of ``2**num_downs`` are padded (replicate) and the
-    output is cropped back.
+    output is cropped back. A weight file holds the generator alone (its config and state).
 
     Args:
         generator: the :class:`UNetGenerator`.
-        training_info: free-form description stored with :meth:`save_pretrained`.
+        training_info: free-form description stored with
+            :meth:`~dsen2cr.models.weights.RecordedNetwork.save_pretrained`.
     """
 
     architecture: ClassVar[str] = "Pix2PixUNet"
+    config_bounds: ClassVar[dict[str, ConfigBound]] = UNetGenerator.config_bounds
+    input_normalization: ClassVar[Mapping[str, object]] = scaling.PIX2PIX_NORMALIZATION
     uses_sar = True
 
-    def __init__(self, generator: UNetGenerator, training_info: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, generator: UNetGenerator, training_info: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__()
         self.generator = generator
-        self.training_info: dict[str, Any] = dict(training_info or {})
+        self.training_info = dict(training_info or {})
         self.name = str(self.training_info.get("name", "pix2pix"))
 
     @property
-    def config(self) -> dict[str, Any]:
+    def config(self) -> dict[str, int | bool]:
         """Generator architecture."""
         return self.generator.config
 
@@ -298,29 +342,16 @@ class Pix2PixPredictor(nn.Module):
         y = self.generator(x)[..., :h, :w]
         return from_pix2pix(y)
 
-    def weight_record(self) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
-        """``(generator config, generator state_dict, input_normalization)``."""
-        return self.config, self.generator.state_dict(), scaling.PIX2PIX_NORMALIZATION
+    def recorded_module(self) -> nn.Module:
+        """The generator: its state dict is what a weight file holds."""
+        return self.generator
 
     @classmethod
     def from_record(cls, record: WeightRecord) -> Pix2PixPredictor:
-        """The predictor of a weight record holding a generator."""
-        gen = build_strict(record, UNetGenerator, lambda m: m, UNetGenerator.config_bounds)
-        return cls(gen, record.info)  # type: ignore[arg-type]
+        """The predictor of a weight record holding a generator.
 
-    def save_pretrained(
-        self, path: str | os.PathLike[str], training_info: dict[str, Any] | None = None
-    ) -> Path:
-        """Save the generator to safetensors (architecture ``Pix2PixUNet`` + config metadata)."""
-        return save_weights(self, path, training_info)
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
-    ) -> Pix2PixPredictor:
-        """Load a generator file (:func:`dsen2cr.models.load_weights`); eval mode.
-
-        Raises:
-            WeightsError: the file is missing, unreadable or not a pix2pix generator file.
+        Args:
+            record: what :func:`~dsen2cr.models.read_weights` read.
         """
-        return load_weights(path, map_location, architecture=cls.architecture)  # type: ignore[return-value]
+        gen = build_strict(record, UNetGenerator, lambda m: m, cls.config_bounds)
+        return cls(gen, record.info)

@@ -9,23 +9,26 @@ Formats read by :func:`read_weights` (and so by :func:`load_weights`, ``dsen2cr 
   weights were made). Safe to open: no code is unpickled.
 * **the authors' Keras 2.x HDF5 files** (``model_SARcarl.hdf5`` ...; ``.h5``/``.hdf5``), read by
   :mod:`dsen2cr.models.keras`.
-* **Lightning checkpoints** (``.ckpt``) of ``dsen2cr train``, read with
-  ``torch.load(weights_only=True)`` (no arbitrary unpickling). The training module stores a
-  record of its network under :data:`CHECKPOINT_KEY` (architecture, config, state-dict prefix);
+* **Lightning checkpoints** (``.ckpt``) of ``dsen2cr train``, read by :func:`read_checkpoint`
+  with ``torch.load(weights_only=True)`` (no arbitrary unpickling; the one ``torch.load`` of
+  dsen2cr, which training uses too). The training module stores a record of its network under
+  :data:`CHECKPOINT_KEY` (:func:`checkpoint_record`: architecture, config, state-dict prefix);
   checkpoints written before that record existed are read from their training config.
 
-Networks say how they are saved and rebuilt by registering their class
-(:func:`register_architecture`): a class attribute ``architecture``, a method
-``weight_record() -> (config, state_dict, input_normalization)`` and a class method
-``from_record(record) -> module``. :class:`dsen2cr.models.DSen2CR` (``"DSen2CR"``) and
-:class:`dsen2cr.models.Pix2PixPredictor` (``"Pix2PixUNet"``, the pix2pix generator) are
+Networks say how they are saved and rebuilt by deriving from :class:`RecordedNetwork` (the one
+home of the weight-record protocol: ``architecture``, ``config``, ``config_bounds``,
+``input_normalization``, :meth:`~RecordedNetwork.weight_record`,
+:meth:`~RecordedNetwork.from_record`, ``save_pretrained`` / ``from_pretrained``) and registering
+their class (:func:`register_architecture`). :class:`dsen2cr.models.DSen2CR` (``"DSen2CR"``)
+and :class:`dsen2cr.models.Pix2PixPredictor` (``"Pix2PixUNet"``, the pix2pix generator) are
 registered when :mod:`dsen2cr.models` is imported. Lightning is never imported here: reading a
 weight file is cheap.
 
 A weight file is not trusted to describe its own network honestly. Before a network is built
-(:func:`build_strict`), the recorded configuration is checked against the class's documented
-bounds (:class:`ConfigBound`, e.g. ``features`` 1..4096), the network is built on PyTorch's
-``meta`` device (shapes only, nothing allocated), and every tensor name and shape of that
+(:func:`build_strict`, in :mod:`dsen2cr.models.record` with :class:`WeightRecord` and
+:class:`ConfigBound`, all re-exported here), the recorded configuration is checked against the
+class's documented bounds (:class:`ConfigBound`, e.g. ``features`` 1..4096), the network is
+built on PyTorch's ``meta`` device (shapes only, nothing allocated), and every tensor name and shape of that
 skeleton is compared with the file's tensors: a configuration that does not fit the tensors
 (forged metadata claiming ``features=1000000``) is one :class:`WeightsError` naming the first
 mismatch, never an attempt to allocate what it claims. Only then is the real network built, its
@@ -37,13 +40,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import pickle
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypedDict, TypeVar, cast
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -53,6 +54,7 @@ from torch import nn
 from dsen2cr.errors import WeightsError, WeightsNotFoundError, first_line
 from dsen2cr.io import atomic_output, guard_outputs
 from dsen2cr.models.keras import read_keras
+from dsen2cr.models.record import ConfigBound, WeightRecord, build_strict, check_config
 
 __all__ = [
     "ARCHITECTURES",
@@ -60,14 +62,20 @@ __all__ = [
     "FORMAT_VERSION",
     "KERAS_SUFFIXES",
     "ConfigBound",
+    "NetworkRecord",
+    "RecordedNetwork",
     "WeightRecord",
+    "WeightsDescription",
+    "build_strict",
     "check_config",
+    "checkpoint_record",
     "convert_weights",
     "count_parameters",
     "describe_weights",
     "load_weights",
     "network_digest",
     "provenance",
+    "read_checkpoint",
     "read_weights",
     "register_architecture",
     "save_weights",
@@ -79,45 +87,44 @@ FORMAT_VERSION = "1"
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras_h5")
 CHECKPOINT_SUFFIXES = (".ckpt",)
 CHECKPOINT_KEY = "dsen2cr_network"
-"""Key of the network record in a training checkpoint: ``{"architecture", "config", "prefix",
-"name"}``, ``prefix`` being the network's key prefix in the module's state dict."""
+"""Key of the network record in a training checkpoint (a :class:`NetworkRecord`)."""
 
 
-@dataclass
-class WeightRecord:
-    """What a weight file holds, whatever its format.
-
-    Attributes:
-        architecture: the registered network class (``"DSen2CR"``, ``"Pix2PixUNet"``).
-        config: the class's constructor arguments.
-        state: the network's state dict (CPU tensors).
-        info: how the weights were made (loss, data, source, ...).
-        path: the file read.
-        format: ``"safetensors"``, ``"keras"`` or ``"checkpoint"``.
-    """
-
+class _NetworkRecordKeys(TypedDict):
     architecture: str
     config: dict[str, Any]
-    state: dict[str, torch.Tensor] = field(repr=False)
-    info: dict[str, Any]
-    path: Path
-    format: str
+    prefix: str
 
 
-ARCHITECTURES: dict[str, Any] = {}
+class NetworkRecord(_NetworkRecordKeys, total=False):
+    """The network record a training checkpoint carries under :data:`CHECKPOINT_KEY`.
+
+    Keys: ``architecture`` (the registered class), ``config`` (its constructor arguments),
+    ``prefix`` (the network's key prefix in the module's state dict) and, except in the records
+    rebuilt for old checkpoints, ``name`` (the run name).
+    """
+
+    name: str | None
+
+
+ARCHITECTURES: dict[str, type[RecordedNetwork]] = {}
 """Registered network classes by architecture name (see the module docs)."""
 
-T = TypeVar("T")
+_Net = TypeVar("_Net", bound="RecordedNetwork")
 
 
-def register_architecture(cls: T) -> T:
-    """Class decorator: make a network class loadable by :func:`load_weights`."""
-    ARCHITECTURES[cls.architecture] = cls  # type: ignore[attr-defined]
+def register_architecture(cls: type[_Net]) -> type[_Net]:
+    """Class decorator: make a :class:`RecordedNetwork` class loadable by :func:`load_weights`."""
+    ARCHITECTURES[cls.architecture] = cls
     return cls
 
 
 def weight_format(path: str | os.PathLike[str]) -> str:
-    """``"keras"``, ``"checkpoint"`` or ``"safetensors"``, by the file's suffix."""
+    """``"keras"``, ``"checkpoint"`` or ``"safetensors"``, by the file's suffix.
+
+    Args:
+        path: the weight file.
+    """
     suffix = Path(path).suffix.lower()
     if suffix in KERAS_SUFFIXES:
         return "keras"
@@ -199,18 +206,53 @@ def _read_safetensors(p: Path) -> WeightRecord:
     return WeightRecord(arch, config, state, info, p, "safetensors")
 
 
-def _legacy_network_record(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def _legacy_network_record(cfg: Mapping[str, Any]) -> NetworkRecord:
     """The network record of a checkpoint written before :data:`CHECKPOINT_KEY` existed."""
     m = cfg["model"]
     if m.get("name") == "pix2pix":
         p2p = {"ngf": int(m["ngf"]), "num_downs": int(m["num_downs"]), "dropout": bool(m["dropout"])}
         return {"architecture": "Pix2PixUNet", "config": p2p, "prefix": "generator."}
-    config: dict[str, Any] = {"features": int(m["features"]), "blocks": int(m["blocks"]),
+    config: dict[str, int | float] = {"features": int(m["features"]), "blocks": int(m["blocks"]),
               "res_scale": float(m["res_scale"]), "sar_channels": 2 if m["sar"] else 0}  # fmt: skip
     return {"architecture": "DSen2CR", "config": config, "prefix": "model."}
 
 
-def _read_checkpoint(p: Path, required: bool = False) -> WeightRecord:
+def checkpoint_record(net: RecordedNetwork, prefix: str, name: str | None) -> NetworkRecord:
+    """The record of ``net`` that a training checkpoint carries under :data:`CHECKPOINT_KEY`.
+
+    Args:
+        net: the deployable network the training module holds.
+        prefix: the network's key prefix in the module's state dict (``"model."``).
+        name: the run name.
+    """
+    return {"architecture": net.architecture, "config": net.config, "prefix": prefix, "name": name}
+
+
+def read_checkpoint(path: str | os.PathLike[str], required: bool = True) -> dict[str, Any]:
+    """Read a Lightning training checkpoint without unpickling code: dsen2cr's one ``torch.load``.
+
+    The file's first bytes must be those of ``torch.save`` output; it is read with
+    ``torch.load(weights_only=True)`` onto the CPU, so a checkpoint holding anything but plain
+    tensors and values is refused without running its code.
+
+    Args:
+        path: the ``.ckpt`` file.
+        required: the caller needs a checkpoint (resuming, restoring the best epoch), so the
+            messages do not offer the other weight formats.
+
+    Returns:
+        The checkpoint's content (JSON-like values and tensors); its ``"state_dict"`` is a
+        mapping of parameter names to CPU tensors.
+
+    Raises:
+        WeightsNotFoundError: the file does not exist.
+        WeightsError: the file is unreadable, not a ``torch.save`` file, holds objects that are
+            not plain tensors and values ("refused without unpickling code"), or has no
+            ``state_dict``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsNotFoundError(f"checkpoint not found: {p}")
     _check_signature(p, "checkpoint", required)
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
@@ -225,6 +267,11 @@ def _read_checkpoint(p: Path, required: bool = False) -> WeightRecord:
         raise WeightsError(f"cannot read checkpoint {p}: {first_line(exc)}") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), Mapping):
         raise WeightsError(f"{p} is not a dsen2cr training checkpoint (no state_dict in it)")
+    return ckpt
+
+
+def _read_checkpoint(p: Path, required: bool = False) -> WeightRecord:
+    ckpt = read_checkpoint(p, required)
     cfg = (ckpt.get("hyper_parameters") or {}).get("config")
     record = ckpt.get(CHECKPOINT_KEY)
     try:
@@ -286,7 +333,7 @@ def load_weights(
     path: str | os.PathLike[str],
     map_location: str | torch.device = "cpu",
     architecture: str | None = None,
-) -> nn.Module:
+) -> RecordedNetwork:
     """Load any supported weight file as its network, in eval mode: **the** loader.
 
     Args:
@@ -322,127 +369,93 @@ def load_weights(
     return model.to(map_location).eval()
 
 
-@dataclass(frozen=True)
-class ConfigBound:
-    """The values a weight file may record for one constructor argument of a network.
+# --------------------------------------------------------------------------- networks
+class RecordedNetwork(nn.Module):
+    """A network that weight files record and rebuild: the one home of the record protocol.
+
+    A subclass sets :attr:`architecture` (and is decorated with :func:`register_architecture`),
+    :attr:`config_bounds` and :attr:`input_normalization`, and defines :attr:`config`; the
+    file's tensors are the state dict of :meth:`recorded_module` (the network itself unless a
+    subclass wraps another module). :meth:`weight_record`, :meth:`from_record`,
+    :meth:`save_pretrained` and :meth:`from_pretrained` are shared.
 
     Attributes:
-        kind: ``int``, ``float`` (an integer is accepted too) or ``bool``.
-        low: the least value accepted (ints and floats).
-        high: the largest value accepted (ints and floats).
+        architecture: the registered architecture name (``"DSen2CR"``, ``"Pix2PixUNet"``).
+        config_bounds: what a weight file may record (:func:`check_config`).
+        input_normalization: how inputs are scaled, recorded in every file.
+        training_info: free-form description of how the weights were made (loss, data,
+            source), stored in the weight file's metadata.
+        name: a short name of the weights (the run name or file stem when loaded).
     """
 
-    kind: type
-    low: float = -math.inf
-    high: float = math.inf
+    architecture: ClassVar[str]
+    config_bounds: ClassVar[dict[str, ConfigBound]] = {}
+    input_normalization: ClassVar[Mapping[str, object]] = {}
+    training_info: dict[str, Any]
+    name: str
 
-    def problem(self, value: Any) -> str | None:
-        """What is wrong with ``value`` (None when it is accepted)."""
-        if self.kind is bool:
-            return None if isinstance(value, bool) else "must be true or false"
-        numeric = (int,) if self.kind is int else (int, float)
-        if isinstance(value, bool) or not isinstance(value, numeric):
-            return "must be an integer" if self.kind is int else "must be a number"
-        if isinstance(value, float) and not math.isfinite(value):
-            return "must be a finite number"
-        if not self.low <= value <= self.high:
-            return f"must be between {self.low:g} and {self.high:g}"
-        return None
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this architecture (JSON values)."""
+        raise NotImplementedError
 
+    def recorded_module(self) -> nn.Module:
+        """The module whose state dict a weight file holds (default: the network itself)."""
+        return self
 
-def _short(value: Any, limit: int = 40) -> str:
-    """``value`` as JSON for a message, cut to about ``limit`` characters."""
-    text = json.dumps(value, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    def weight_record(self) -> tuple[dict[str, Any], dict[str, torch.Tensor], Mapping[str, object]]:
+        """``(config, state_dict, input_normalization)`` as a weight file stores them."""
+        return self.config, self.recorded_module().state_dict(), self.input_normalization
 
+    @classmethod
+    def from_record(cls: type[_Net], record: WeightRecord) -> _Net:
+        """The network of a weight record, built by :func:`build_strict`.
 
-def check_config(record: WeightRecord, bounds: Mapping[str, ConfigBound]) -> None:
-    """Check a recorded configuration against its class's bounds, before anything is built.
+        Args:
+            record: what :func:`read_weights` read.
+        """
+        return build_strict(record, cls, lambda m: m, cls.config_bounds)
 
-    Args:
-        record: the weight record.
-        bounds: constructor argument -> its :class:`ConfigBound` (every argument a file may
-            record; arguments it leaves out take the constructor's defaults).
+    def save_pretrained(
+        self, path: str | os.PathLike[str], training_info: Mapping[str, Any] | None = None
+    ) -> Path:
+        """Save weights and architecture to a native safetensors file (:func:`save_weights`).
 
-    Raises:
-        WeightsError: a key that is not a constructor argument, or a value of the wrong type or
-            out of bounds (the first one is named).
-    """
-    where = f"{record.path} records an invalid {record.architecture} configuration"
-    if not isinstance(record.config, dict):
-        raise WeightsError(f"{where}: it is not an object of constructor arguments")
-    for key, value in record.config.items():
-        bound = bounds.get(key)
-        if bound is None:
-            known = ", ".join(bounds)
-            raise WeightsError(f"{where}: unknown key {_short(str(key))} (known: {known})")
-        problem = bound.problem(value)
-        if problem is not None:
-            raise WeightsError(f"{where}: {key}={_short(value)} {problem}")
+        The metadata holds the architecture (``config``), the input normalisation and
+        ``training`` (``training_info`` merged over the model's own).
 
+        Args:
+            path: output ``.safetensors`` file (written atomically).
+            training_info: extra description of how the weights were trained.
 
-def _check_shapes(record: WeightRecord, expected: Mapping[str, torch.Tensor]) -> None:
-    """Compare the tensors a configuration needs (``expected``, from a ``meta`` skeleton) with
-    the file's, name by name and shape by shape; the first mismatch is a WeightsError."""
-    config = ", ".join(f"{k}={v}" for k, v in record.config.items())
-    where = (f"weights in {record.path} do not fit their recorded {record.architecture} "
-             f"configuration ({config})")  # fmt: skip
-    for key, tensor in expected.items():
-        got = record.state.get(key)
-        if got is None:
-            raise WeightsError(f"{where}: it needs a tensor {key}, which the file does not have")
-        if not isinstance(got, torch.Tensor):
-            raise WeightsError(f"{where}: the file's {key} is not a tensor")
-        if tuple(got.shape) != tuple(tensor.shape):
-            raise WeightsError(f"{where}: it needs {key} of shape {tuple(tensor.shape)}, the "
-                               f"file's has shape {tuple(got.shape)}")  # fmt: skip
-    extra = sorted(str(k) for k in record.state if k not in expected)
-    if extra:
-        raise WeightsError(f"{where}: the file has a tensor {_short(extra[0])} it does not use")
+        Returns:
+            The written path.
+        """
+        return save_weights(self, path, training_info)
 
+    @classmethod
+    def from_pretrained(
+        cls: type[_Net], path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+    ) -> _Net:
+        """Rebuild a network of this architecture from a weight file (:func:`load_weights`).
 
-def build_strict(
-    record: WeightRecord,
-    build: Callable[..., nn.Module],
-    target: Callable[[nn.Module], nn.Module],
-    bounds: Mapping[str, ConfigBound],
-) -> nn.Module:
-    """Build ``build(**record.config)`` and load ``record.state`` strictly into ``target(model)``.
+        Args:
+            path: a native ``.safetensors`` file, a training checkpoint or (DSen2-CR) one of the
+                authors' Keras HDF5 files (``model_SARcarl.hdf5`` ...).
+            map_location: device to place the weights on.
 
-    The one place where a recorded configuration and state dict become a network; any mismatch
-    is a :class:`WeightsError` naming the file. Nothing is allocated for a configuration that
-    does not fit the file's tensors (see the module docs): :func:`check_config` first, then the
-    network is built on the ``meta`` device and its state dict compared with the file's; the
-    real network is built last.
+        Returns:
+            The network in eval mode.
 
-    Args:
-        record: the weight record (:func:`read_weights`).
-        build: the network class (or a factory) taking the recorded configuration.
-        target: the module of the built network whose state dict the file holds.
-        bounds: the accepted configuration values (:func:`check_config`).
-    """
-    check_config(record, bounds)
-    try:
-        with torch.device("meta"):  # shapes only: no memory, whatever the configuration says
-            skeleton = build(**record.config)
-    except (TypeError, ValueError) as exc:
-        raise WeightsError(
-            f"{record.path} records an invalid {record.architecture} configuration: {exc}"
-        ) from None
-    _check_shapes(record, target(skeleton).state_dict())
-    model = build(**record.config)
-    try:
-        target(model).load_state_dict(record.state, strict=True)
-    except RuntimeError as exc:
-        raise WeightsError(
-            f"weights in {record.path} do not fit the recorded architecture: {first_line(exc)}"
-        ) from None
-    return model
+        Raises:
+            WeightsError: the file is missing, unreadable or holds another architecture.
+        """
+        return cast(_Net, load_weights(path, map_location, architecture=cls.architecture))
 
 
 # --------------------------------------------------------------------------- writing
 def save_weights(
-    model: nn.Module,
+    model: RecordedNetwork,
     path: str | os.PathLike[str],
     training_info: Mapping[str, Any] | None = None,
 ) -> Path:
@@ -457,7 +470,7 @@ def save_weights(
     Returns:
         The written path.
     """
-    config, state, normalization = model.weight_record()  # type: ignore[operator]
+    config, state, normalization = model.weight_record()
     info = {**(getattr(model, "training_info", None) or {}), **(training_info or {})}
     metadata: dict[str, str] = {
         "format": "dsen2cr",
@@ -475,7 +488,7 @@ def save_weights(
 
 def convert_weights(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], overwrite: bool = False
-) -> nn.Module:
+) -> nn.Module:  # a RecordedNetwork; typed nn.Module for callers (cli/models.py) that narrow it
     """Convert any supported weight file (Keras HDF5, checkpoint, ...) to native safetensors.
 
     Args:
@@ -494,23 +507,45 @@ def convert_weights(
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
+    """Number of trainable parameters.
+
+    Args:
+        model: the network.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def describe_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
+class WeightsDescription(TypedDict):
+    """What :func:`describe_weights` tells of a weight file (see there)."""
+
+    file: str
+    format: str
+    architecture: str
+    config: dict[str, Any]
+    parameters: int
+    uses_sar: bool
+    receptive_field_radius: int | None
+    provenance: str
+    training: dict[str, Any]
+
+
+def describe_weights(path: str | os.PathLike[str]) -> WeightsDescription:
     """What ``dsen2cr info`` prints: format, architecture, config, parameters, training.
+
+    Args:
+        path: any weight file :func:`load_weights` reads.
 
     Returns:
         ``{"file", "format", "architecture", "config", "parameters", "uses_sar",
-        "receptive_field_radius" (None for networks without a finite one), "training"}``.
+        "receptive_field_radius" (pixels; None for networks without a finite one),
+        "provenance" (:func:`provenance`), "training"}``.
     """
     model = load_weights(path)
     return {
         "file": str(path),
         "format": weight_format(path),
         "architecture": model.architecture,
-        "config": model.weight_record()[0],  # type: ignore[operator]
+        "config": model.config,
         "parameters": count_parameters(model),
         "uses_sar": bool(getattr(model, "uses_sar", False)),
         "receptive_field_radius": getattr(model, "receptive_field_radius", None),
@@ -522,7 +557,12 @@ def describe_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def provenance(info: Mapping[str, Any], uses_sar: bool) -> str:
     """One sentence on where weights come from: what they were trained on, with which loss and
-    inputs (from ``training_info``, as :func:`save_weights` and the training record it)."""
+    inputs (from ``training_info``, as :func:`save_weights` and the training record it).
+
+    Args:
+        info: the weights' ``training_info`` (JSON values).
+        uses_sar: whether the network reads Sentinel-1.
+    """
     trained = info.get("trained_on") or {}
     kind = trained.get("kind", "unknown") if isinstance(trained, Mapping) else "unknown"
     loss = str(info.get("loss") or "an unrecorded loss").upper().replace("PLAIN", "L1")
@@ -536,7 +576,11 @@ def provenance(info: Mapping[str, Any], uses_sar: bool) -> str:
 
 
 def trained_on_synthetic(info: Mapping[str, Any]) -> bool:
-    """Whether weights record that they were trained on synthetic data."""
+    """Whether weights record that they were trained on synthetic data.
+
+    Args:
+        info: the weights' ``training_info``.
+    """
     trained = info.get("trained_on")
     return isinstance(trained, Mapping) and trained.get("kind") == "synthetic"
 
@@ -549,6 +593,9 @@ def network_digest(model: nn.Module) -> str:
     authors' Keras file and its converted safetensors give the same digest, and any change of a
     single weight gives another. ``dsen2cr predict`` records it in its outputs
     (``DSEN2CR_WEIGHTS_SHA256``), which lets a resumed batch tell its own outputs apart.
+
+    Args:
+        model: the network.
 
     Returns:
         64 hexadecimal digits.

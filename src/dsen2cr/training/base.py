@@ -22,25 +22,46 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import lightning as L
 import torch
-from torch import nn
 
 from dsen2cr import scaling
 from dsen2cr.cloudmask import binary_mask
 from dsen2cr.data.dataset import is_empty_batch
 from dsen2cr.errors import DSen2CRError
 from dsen2cr.metrics import MetricAccumulator, batch_metrics
-from dsen2cr.models.weights import CHECKPOINT_KEY, save_weights
+from dsen2cr.models.weights import (
+    CHECKPOINT_KEY,
+    RecordedNetwork,
+    checkpoint_record,
+    save_weights,
+)
 from dsen2cr.training.config import TrainConfig
+
+
+class ValidationBatch(NamedTuple):
+    """What the validation loss compares, all (B, C, H, W) float32 in the scaled domain.
+
+    Attributes:
+        prediction: (B, 13, H, W) the network's prediction.
+        target: (B, 13, H, W) the cloud-free target.
+        optical: (B, 13, H, W) the cloudy input.
+        mask: (B, 1, H, W) cloud-or-shadow mask (1 = cloud or shadow).
+    """
+
+    prediction: torch.Tensor
+    target: torch.Tensor
+    optical: torch.Tensor
+    mask: torch.Tensor
 
 
 class CloudRemovalModule(L.LightningModule):
     """Shared validation, metrics and bookkeeping of the DSen2-CR and pix2pix modules.
 
-    Subclasses implement :meth:`predict_scaled` and :meth:`validation_loss`. Validation logs
+    Subclasses implement :meth:`predict_scaled`, :meth:`validation_loss` (of a ValidationBatch)
+    and :meth:`network`. Validation logs
     ``val/loss`` and ``val/<metric>`` for every key of :func:`dsen2cr.metrics.batch_metrics`,
     averaged over images across all processes (:class:`dsen2cr.metrics.MetricAccumulator` with
     ``sync()``; undefined NaN values are left out of the means). :attr:`history` holds one dict
@@ -56,12 +77,12 @@ class CloudRemovalModule(L.LightningModule):
     def __init__(self, config: TrainConfig | Mapping[str, Any]) -> None:
         super().__init__()
         self.config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
-        # plain values, so that checkpoints load with torch.load(weights_only=True)
+        # plain values, so that read_checkpoint loads checkpoints without unpickling code
         self.save_hyperparameters({"config": self.config.to_dict()})
         self.cloud_threshold = self.config.loss.cloud_threshold
         self.history: list[dict[str, float]] = []
         self._val_metrics: dict[str, float] = {}
-        self._val_acc: Any = None
+        self._val_acc: MetricAccumulator | None = None
         self._train_sum: torch.Tensor | None = None
         self._train_count: torch.Tensor | None = None
         self._pbar_loss: torch.Tensor | None = None
@@ -69,7 +90,17 @@ class CloudRemovalModule(L.LightningModule):
     # ------------------------------------------------------------------ helpers
     @staticmethod
     def batch_inputs(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(optical, sar, target)`` of a batch, each (B, C, H, W) scaled."""
+        """``(optical, sar, target)`` of a batch, each (B, C, H, W) scaled.
+
+        Args:
+            batch: a collated batch (tensors and per-sample metadata, as Lightning passes it).
+
+        Returns:
+            Optical (B, 13, H, W), SAR (B, 2, H, W) and target (B, 13, H, W), scaled domain.
+
+        Raises:
+            DSen2CRError: the batch lacks one of them.
+        """
         try:
             return batch["optical"], batch["sar"], batch["target"]
         except KeyError as exc:
@@ -82,8 +113,16 @@ class CloudRemovalModule(L.LightningModule):
 
         Uses ``batch["mask"]`` when the batch has one, else runs the batched detector on the
         device, in float32 outside autocast, on the scaled optical crop converted to DN.
+
+        Args:
+            batch: the collated batch (its optional ``"mask"``: (B, H, W) or (B, 1, H, W)).
+            optical: (B, 13, H, W) scaled cloudy input.
+
+        Returns:
+            (B, 1, H, W) mask, 1 = cloud or shadow, 0 = clear.
         """
         given = batch.get("mask") if isinstance(batch, Mapping) else None
+        m: torch.Tensor
         if given is not None:
             m = given
         else:
@@ -94,17 +133,16 @@ class CloudRemovalModule(L.LightningModule):
         return (m != 0).to(optical.dtype)
 
     def predict_scaled(self, optical: torch.Tensor, sar: torch.Tensor) -> torch.Tensor:
-        """Prediction (B, 13, H, W) in the scaled domain from scaled inputs."""
+        """Prediction (B, 13, H, W) in the scaled domain from scaled inputs.
+
+        Args:
+            optical: (B, 13, H, W) scaled cloudy Sentinel-2.
+            sar: (B, 2, H, W) scaled Sentinel-1.
+        """
         raise NotImplementedError
 
-    def validation_loss(
-        self,
-        prediction: torch.Tensor,
-        target: torch.Tensor,
-        optical: torch.Tensor,
-        mask: torch.Tensor,
-    ) -> torch.Tensor:
-        """Scalar validation loss (``val/loss``, the checkpoint-selection criterion)."""
+    def validation_loss(self, batch: ValidationBatch) -> torch.Tensor:
+        """Scalar float32 validation loss (``val/loss``, the checkpoint-selection criterion)."""
         raise NotImplementedError
 
     def _record_train_loss(self, loss: torch.Tensor, n: int) -> None:
@@ -134,26 +172,39 @@ class CloudRemovalModule(L.LightningModule):
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
+        """Start the epoch's metric accumulator (Lightning hook)."""
         self._val_acc = MetricAccumulator()
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        """Accumulate the validation loss and the metrics (reflectance) of one batch.
+
+        Args:
+            batch: the collated batch (scaled ``optical``, ``sar``, ``target``, optional
+                ``mask``).
+            batch_idx: its index in the epoch (Lightning's argument, unused).
+        """
         if is_empty_batch(batch):  # every sample skipped (data.on_error=skip)
             return
         optical, sar, target = self.batch_inputs(batch)
         mask = self.cloud_mask(batch, optical)
         pred = self.predict_scaled(optical, sar).float()
-        loss = self.validation_loss(pred, target.float(), optical.float(), mask.float())
+        loss = self.validation_loss(
+            ValidationBatch(pred, target.float(), optical.float(), mask.float())
+        )
         values = batch_metrics(
             scaling.scaled_to_reflectance(pred),
             scaling.scaled_to_reflectance(target.float()),
             scaling.scaled_to_reflectance(optical.float()),
             mask[:, 0],
         )
+        if self._val_acc is None:
+            raise RuntimeError("validation_step ran before on_validation_epoch_start")
         b = optical.shape[0]
         # every crop has the same size, so the batch mean weighted by B is the per-image mean
         self._val_acc.update({"loss": loss.detach().double().expand(b), **values})
 
     def on_validation_epoch_end(self) -> None:
+        """Log ``val/loss`` and ``val/<metric>``, the means over every process (Lightning hook)."""
         if self._val_acc is None:
             return
         results = self._val_acc.sync().compute()
@@ -171,10 +222,12 @@ class CloudRemovalModule(L.LightningModule):
 
     # ------------------------------------------------------------------ epochs
     def on_train_epoch_start(self) -> None:
+        """Reset the epoch's training-loss sums (Lightning hook)."""
         self._train_sum = None
         self._train_count = None
 
     def on_train_epoch_end(self) -> None:
+        """Log ``train/loss_epoch`` and append the epoch to :attr:`history` (Lightning hook)."""
         entry: dict[str, float] = {"epoch": int(self.current_epoch)}
         if self._train_sum is not None and self._train_count is not None:
             total = self.trainer.strategy.reduce(self._train_sum.clone(), reduce_op="sum")
@@ -187,22 +240,31 @@ class CloudRemovalModule(L.LightningModule):
         self.history.append(entry)
 
     # ------------------------------------------------------------------ the network
-    def network(self) -> nn.Module:
+    def network(self) -> RecordedNetwork:
         """The deployable network (a registered architecture of :mod:`dsen2cr.models`), sharing
         this module's parameters."""
         raise NotImplementedError
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record which network the checkpoint holds, so that :func:`dsen2cr.models.load_weights`
-        reads it without Lightning or the training config."""
-        net = self.network()
-        checkpoint[CHECKPOINT_KEY] = {
-            "architecture": net.architecture,
-            "config": net.weight_record()[0],  # type: ignore[operator]
-            "prefix": self.NETWORK_PREFIX,
-            "name": self.config.out.name,
-        }
+        reads it without Lightning or the training config.
+
+        Args:
+            checkpoint: the checkpoint Lightning is about to save (gets
+                :data:`~dsen2cr.models.weights.CHECKPOINT_KEY`).
+        """
+        checkpoint[CHECKPOINT_KEY] = checkpoint_record(
+            self.network(), self.NETWORK_PREFIX, self.config.out.name
+        )
 
     def export(self, path: str | os.PathLike[str], training_info: Mapping[str, Any]) -> Path:
-        """Write the deployable network (native safetensors) to ``path``."""
+        """Write the deployable network (native safetensors) to ``path``.
+
+        Args:
+            path: the ``.safetensors`` file (written atomically).
+            training_info: how the weights were made (JSON values), recorded in the file.
+
+        Returns:
+            The written path.
+        """
         return save_weights(self.network(), path, training_info)

@@ -40,16 +40,19 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, Union
 
 import lightning as L
 import torch
 import yaml
-from lightning.fabric.connector import _PRECISION_INPUT
+from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT
 
 from dsen2cr.cloudmask import DEFAULT_THRESHOLD
 from dsen2cr.errors import ConfigError, InputNotFoundError
 from dsen2cr.performance import SpeedOptions
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = [
     "FAMILIES",
@@ -68,7 +71,10 @@ __all__ = [
 ]
 
 
-def _require(ok: bool, key: str, requirement: str, value: Any) -> None:
+_Section = TypeVar("_Section", bound="DataclassInstance")
+
+
+def _require(ok: bool, key: str, requirement: str, value: object) -> None:
     if not ok:
         raise ConfigError(f"config key {key} must be {requirement}, got {value!r}")
 
@@ -78,6 +84,15 @@ def _finite(x: float) -> bool:
 
 
 # --------------------------------------------------------------------------- sections
+class DSen2CRKwargs(TypedDict):
+    """Constructor arguments of :class:`dsen2cr.models.DSen2CR` from a ``model`` section."""
+
+    features: int
+    blocks: int
+    res_scale: float
+    sar_channels: int
+
+
 @dataclass(frozen=True)
 class DSen2CRModel:
     """``model`` of DSen2-CR (paper Section 3.3): F, B, residual scaling, SAR input."""
@@ -93,7 +108,7 @@ class DSen2CRModel:
         _require(self.blocks >= 0, "model.blocks", "an integer >= 0", self.blocks)
         _require(_finite(self.res_scale), "model.res_scale", "a finite number", self.res_scale)
 
-    def network_kwargs(self) -> dict[str, Any]:
+    def network_kwargs(self) -> DSen2CRKwargs:
         """Arguments of :class:`dsen2cr.models.DSen2CR`."""
         return {"features": self.features, "blocks": self.blocks, "res_scale": self.res_scale,
                 "sar_channels": 2 if self.sar else 0}  # fmt: skip
@@ -315,8 +330,8 @@ class Family:
     loss: type
     optim: type
     speed: bool
-    data_defaults: Mapping[str, Any] = field(default_factory=dict)
-    trainer_defaults: Mapping[str, Any] = field(default_factory=dict)
+    data_defaults: Mapping[str, object] = field(default_factory=dict)
+    trainer_defaults: Mapping[str, object] = field(default_factory=dict)
 
 
 FAMILIES: dict[str, Family] = {
@@ -415,7 +430,7 @@ class TrainConfig:
         return cfg
 
 
-def _plain(x: Any) -> Any:
+def _plain(x: object) -> object:
     """Tuples -> lists, recursively (YAML and checkpoints hold plain lists)."""
     if isinstance(x, dict):
         return {k: _plain(v) for k, v in x.items()}
@@ -425,7 +440,7 @@ def _plain(x: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- validation
-def _describe(tp: Any) -> str:
+def _describe(tp: object) -> str:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (Union, types.UnionType):
         return " or ".join(_describe(a) for a in args)
@@ -435,12 +450,20 @@ def _describe(tp: Any) -> str:
         return f"a list of {len(args)} {_describe(args[0]).removeprefix('a ')}s"
     if origin is list:
         return f"a list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-            type(None): "null"}.get(tp, str(tp))  # fmt: skip
+    return _TYPE_NAMES.get(tp, str(tp))
 
 
-def _check(value: Any, tp: Any, key: str) -> Any:
-    """``value`` checked against the type ``tp`` (and converted where YAML needs it)."""
+_TYPE_NAMES: dict[object, str] = {bool: "true or false", int: "an integer", float: "a number",
+                                  str: "a string", type(None): "null"}  # fmt: skip
+"""How a config error names a plain type."""
+
+
+def _check(value: object, tp: object, key: str) -> Any:
+    """``value`` checked against the type ``tp`` (and converted where YAML needs it).
+
+    Returns:
+        The value, of type ``tp`` (known only at run time, hence ``Any``).
+    """
     origin, args = typing.get_origin(tp), typing.get_args(tp)
 
     def bad() -> ConfigError:
@@ -502,8 +525,12 @@ def _check(value: Any, tp: Any, key: str) -> Any:
 
 
 def _section(
-    cls: type, raw: Any, where: str, family: str, defaults: Mapping[str, Any] | None = None
-) -> Any:
+    cls: type[_Section],
+    raw: object,
+    where: str,
+    family: str,
+    defaults: Mapping[str, object] | None = None,
+) -> _Section:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
@@ -523,7 +550,7 @@ def _section(
     return cls(**kwargs)
 
 
-def _trainer_section(raw: Any, defaults: Mapping[str, Any]) -> TrainerConfig:
+def _trainer_section(raw: object, defaults: Mapping[str, object]) -> TrainerConfig:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
@@ -541,7 +568,7 @@ def _trainer_section(raw: Any, defaults: Mapping[str, Any]) -> TrainerConfig:
 
 
 # --------------------------------------------------------------------------- loading
-def _set_dotted(cfg: dict[str, Any], dotted: str, value: Any) -> None:
+def _set_dotted(cfg: dict[str, Any], dotted: str, value: object) -> None:
     keys = dotted.split(".")
     node = cfg
     for k in keys[:-1]:

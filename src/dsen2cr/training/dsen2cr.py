@@ -6,14 +6,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import nn
 
 from dsen2cr import losses
 from dsen2cr.data.dataset import is_empty_batch
 from dsen2cr.errors import ConfigError
 from dsen2cr.models import DSen2CR
 from dsen2cr.performance import SpeedOptions, to_memory_format
-from dsen2cr.training.base import CloudRemovalModule
+from dsen2cr.training.base import CloudRemovalModule, ValidationBatch
 from dsen2cr.training.config import DSen2CRLoss, DSen2CRModel, NAdamOptim, TrainConfig
 
 
@@ -46,7 +45,7 @@ class DSen2CRModule(CloudRemovalModule):
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self._compiled = False
 
-    def network(self) -> nn.Module:
+    def network(self) -> DSen2CR:
         """The :class:`~dsen2cr.models.DSen2CR` being trained."""
         return self.model
 
@@ -57,14 +56,27 @@ class DSen2CRModule(CloudRemovalModule):
             self._compiled = True
 
     def forward(self, optical: torch.Tensor, sar: torch.Tensor | None = None) -> torch.Tensor:
-        """Scaled prediction (B, 13, H, W) from scaled optical (B, 13, H, W) and SAR (B, 2, H, W)."""
+        """Scaled prediction (B, 13, H, W), in the module's memory format.
+
+        Args:
+            optical: (B, 13, H, W) scaled cloudy Sentinel-2.
+            sar: (B, 2, H, W) scaled Sentinel-1 (ignored by a network without SAR input).
+        """
         optical = to_memory_format(optical, self.channels_last)
         if sar is not None and self.model.uses_sar:
             sar = to_memory_format(sar, self.channels_last)
-        return self.model(optical, sar if self.model.uses_sar else None)
+        out: torch.Tensor = self.model(optical, sar if self.model.uses_sar else None)
+        return out
 
     def predict_scaled(self, optical: torch.Tensor, sar: torch.Tensor) -> torch.Tensor:
-        return self(optical, sar)
+        """The network's scaled prediction (B, 13, H, W).
+
+        Args:
+            optical: (B, 13, H, W) scaled cloudy Sentinel-2.
+            sar: (B, 2, H, W) scaled Sentinel-1.
+        """
+        out: torch.Tensor = self(optical, sar)
+        return out
 
     def compute_loss(
         self,
@@ -73,7 +85,17 @@ class DSen2CRModule(CloudRemovalModule):
         optical: torch.Tensor,
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
-        """The configured training loss (scalar, float32), all inputs (B, 13, H, W) scaled."""
+        """The configured training loss (scalar, float32).
+
+        Args:
+            prediction: (B, 13, H, W) prediction, scaled domain.
+            target: (B, 13, H, W) cloud-free target, scaled domain.
+            optical: (B, 13, H, W) cloudy input, scaled domain.
+            mask: (B, 1, H, W) cloud-or-shadow mask (1 = cloud or shadow); CARL needs it.
+
+        Raises:
+            ValueError: CARL without a mask.
+        """
         p = prediction.float()
         if self.loss_name == "carl":
             if mask is None:
@@ -82,6 +104,12 @@ class DSen2CRModule(CloudRemovalModule):
         return losses.l1_loss(p, target.float())
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """The loss of one batch (None for a batch whose samples were all skipped).
+
+        Args:
+            batch: the collated batch (scaled ``optical``, ``sar``, ``target``).
+            batch_idx: its index in the epoch (Lightning's argument, unused).
+        """
         if is_empty_batch(batch):  # every sample skipped (data.on_error=skip): skip the step
             return None
         optical, sar, target = self.batch_inputs(batch)
@@ -91,16 +119,12 @@ class DSen2CRModule(CloudRemovalModule):
         self._record_train_loss(loss, optical.shape[0])
         return loss
 
-    def validation_loss(
-        self,
-        prediction: torch.Tensor,
-        target: torch.Tensor,
-        optical: torch.Tensor,
-        mask: torch.Tensor,
-    ) -> torch.Tensor:
-        return self.compute_loss(prediction, target, optical, mask)
+    def validation_loss(self, batch: ValidationBatch) -> torch.Tensor:
+        """The training loss (:meth:`compute_loss`) on validation data."""
+        return self.compute_loss(batch.prediction, batch.target, batch.optical, batch.mask)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        """NAdam with the ``optim`` section's lr, betas, eps and momentum decay."""
         o = self.config.optim
         assert isinstance(o, NAdamOptim)
         return torch.optim.NAdam(

@@ -19,7 +19,7 @@ from dsen2cr.models.pix2pix import (
     lr_factor,
     to_pix2pix_input,
 )
-from dsen2cr.training.base import CloudRemovalModule
+from dsen2cr.training.base import CloudRemovalModule, ValidationBatch
 from dsen2cr.training.config import AdamOptim, Pix2PixLoss, Pix2PixModel, TrainConfig
 
 
@@ -53,22 +53,51 @@ class Pix2PixModule(CloudRemovalModule):
         self.gan_loss = nn.BCEWithLogitsLoss()
 
     def forward(self, optical: torch.Tensor, sar: torch.Tensor) -> torch.Tensor:
-        """Scaled optical and SAR -> pix2pix-domain prediction (B, 13, H, W) in [-1, 1]."""
+        """The generator's prediction (B, 13, H, W) in the pix2pix domain [-1, 1].
+
+        Args:
+            optical: (B, 13, H, W) scaled cloudy Sentinel-2.
+            sar: (B, 2, H, W) scaled Sentinel-1.
+        """
         o, s = to_pix2pix_input(optical, sar)
-        return self.generator(torch.cat([o, s], 1))
+        out: torch.Tensor = self.generator(torch.cat([o, s], 1))
+        return out
 
     def predict_scaled(self, optical: torch.Tensor, sar: torch.Tensor) -> torch.Tensor:
+        """The generator's prediction (B, 13, H, W) mapped back to the scaled domain.
+
+        Args:
+            optical: (B, 13, H, W) scaled cloudy Sentinel-2.
+            sar: (B, 2, H, W) scaled Sentinel-1.
+        """
         return from_pix2pix(self(optical, sar).float())
 
     def discriminate(self, sar: torch.Tensor, cloudy: torch.Tensor, optical: torch.Tensor) -> torch.Tensor:
-        """D logits of concat(SAR 2, cloudy 13, real-or-fake 13) = 28 channels (pix2pix domain)."""
-        return self.discriminator(torch.cat([sar, cloudy, optical.to(cloudy.dtype)], 1))
+        """D logits of concat(SAR 2, cloudy 13, real-or-fake 13) = 28 channels (pix2pix domain).
+
+        Args:
+            sar: (B, 2, H, W) Sentinel-1 in [-1, 1].
+            cloudy: (B, 13, H, W) cloudy Sentinel-2 in [-1, 1].
+            optical: (B, 13, H, W) real or generated Sentinel-2 in [-1, 1].
+
+        Returns:
+            (B, 1, h, w) logits, one per patch.
+        """
+        logits: torch.Tensor = self.discriminator(torch.cat([sar, cloudy, optical.to(cloudy.dtype)], 1))
+        return logits
 
     def _bce(self, logits: torch.Tensor, real: bool) -> torch.Tensor:
         logits = logits.float()
-        return self.gan_loss(logits, torch.full_like(logits, 1.0 if real else 0.0))
+        loss: torch.Tensor = self.gan_loss(logits, torch.full_like(logits, 1.0 if real else 0.0))
+        return loss
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        """One discriminator step, then one generator step (manual optimisation).
+
+        Args:
+            batch: the collated batch (scaled ``optical``, ``sar``, ``target``).
+            batch_idx: its index in the epoch (Lightning's argument, unused).
+        """
         if is_empty_batch(batch):  # every sample skipped (data.on_error=skip)
             return
         optical, sar, target = self.batch_inputs(batch)
@@ -110,6 +139,7 @@ class Pix2PixModule(CloudRemovalModule):
         )
 
     def on_train_epoch_start(self) -> None:
+        """Reset the loss sums and bring both lr schedules to this epoch (Lightning hook)."""
         super().on_train_epoch_start()
         # Bring the LambdaLR schedules to this epoch. Stepping here (rather than at the end of
         # the previous epoch) keeps the lr right after --resume whatever hook saved the checkpoint.
@@ -117,17 +147,15 @@ class Pix2PixModule(CloudRemovalModule):
             while sched.last_epoch < self.current_epoch:
                 sched.step()
 
-    def validation_loss(
-        self,
-        prediction: torch.Tensor,
-        target: torch.Tensor,
-        optical: torch.Tensor,
-        mask: torch.Tensor,
-    ) -> torch.Tensor:
-        p = scaling.scaled_to_pix2pix_s2(prediction.float())
-        return (p - scaling.scaled_to_pix2pix_s2(target.float())).abs().mean()
+    def validation_loss(self, batch: ValidationBatch) -> torch.Tensor:
+        """L1 distance of prediction and target in the pix2pix domain (input and mask unused)."""
+        p = scaling.scaled_to_pix2pix_s2(batch.prediction.float())
+        return (p - scaling.scaled_to_pix2pix_s2(batch.target.float())).abs().mean()
 
-    def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[Any]]:
+    def configure_optimizers(
+        self,
+    ) -> tuple[list[torch.optim.Optimizer], list[torch.optim.lr_scheduler.LambdaLR]]:
+        """Adam for G and D with the per-epoch :func:`lr_factor` schedule (``[G, D]`` order)."""
         o = self.config.optim
         assert isinstance(o, AdamOptim)
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.lr, betas=o.betas)
@@ -140,6 +168,6 @@ class Pix2PixModule(CloudRemovalModule):
         scheds = [torch.optim.lr_scheduler.LambdaLR(opt, rule) for opt in (opt_g, opt_d)]
         return [opt_g, opt_d], scheds
 
-    def network(self) -> nn.Module:
+    def network(self) -> Pix2PixPredictor:
         """The generator wrapped as a scaled-domain :class:`Pix2PixPredictor` (shares weights)."""
         return Pix2PixPredictor(self.generator, {"name": self.config.out.name})

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import lightning as L
 import torch
@@ -37,9 +37,9 @@ from dsen2cr.data.dataset import S2_DTYPES, open_patch
 from dsen2cr.data.synthetic import is_synthetic
 from dsen2cr.errors import ConfigError, DataError, DSen2CRError, InputNotFoundError
 from dsen2cr.io import atomic_output, new_folders, remove_empty
-from dsen2cr.models import read_weights
+from dsen2cr.models.weights import read_checkpoint, read_weights
 from dsen2cr.training.base import CloudRemovalModule
-from dsen2cr.training.config import TrainConfig, load_config
+from dsen2cr.training.config import DSen2CRLoss, TrainConfig, load_config
 from dsen2cr.training.dsen2cr import DSen2CRModule
 from dsen2cr.training.pix2pix import Pix2PixModule
 
@@ -50,13 +50,20 @@ MODULES: dict[str, type[CloudRemovalModule]] = {"dsen2cr": DSen2CRModule, "pix2p
 
 
 def build_module(config: TrainConfig | Mapping[str, Any]) -> CloudRemovalModule:
-    """The LightningModule of a config (:class:`DSen2CRModule` or :class:`Pix2PixModule`)."""
+    """The LightningModule of a config (:class:`DSen2CRModule` or :class:`Pix2PixModule`).
+
+    Args:
+        config: a :class:`TrainConfig` or its mapping (:func:`load_config`).
+    """
     cfg = load_config(config)
     return MODULES[cfg.family.name](cfg)
 
 
 def build_datamodule(config: TrainConfig) -> SEN12MSCRDataModule:
     """The SEN12MS-CR DataModule of a config's ``data`` section.
+
+    Args:
+        config: the run's config.
 
     Raises:
         DSen2CRError: ``data.root`` is unset or not a folder.
@@ -102,7 +109,7 @@ class TrainResult:
     weights: Path
     history: list[dict[str, float]] = field(default_factory=list, repr=False)
     config: TrainConfig | None = field(default=None, repr=False)
-    module: Any = field(default=None, repr=False)
+    module: CloudRemovalModule | None = field(default=None, repr=False)
     global_zero: bool = True
 
 
@@ -139,6 +146,10 @@ def preflight(config: TrainConfig, datamodule: L.LightningDataModule) -> None:
 
     For a :class:`~dsen2cr.data.datamodule.SEN12MSCRDataModule`: the train split holds triplets,
     and the training crop fits the patches (read from the first triplet's cloudy image).
+
+    Args:
+        config: the run's config (``data.crop_size``, pixels).
+        datamodule: the data to train on (other DataModules are not checked).
 
     Raises:
         DSen2CRError: a split without triplets, or a crop larger than the patches.
@@ -202,9 +213,11 @@ class EpochProgressBar(TQDMProgressBar):
     passes inside ``fit`` get no bar of their own (their losses show on the epoch bar)."""
 
     def init_sanity_tqdm(self) -> Tqdm:
+        """No bar for the sanity check."""
         return Tqdm(disable=True)
 
     def init_validation_tqdm(self) -> Tqdm:
+        """No bar for validation."""
         return Tqdm(disable=True)
 
 
@@ -237,6 +250,10 @@ def train(
     version per call), and the exported ``weights.safetensors`` (DSen2-CR) or
     ``generator.safetensors`` (pix2pix).
 
+    The steps: :func:`_prepare_run` (run folder, resume checkpoint), the module and data
+    (:func:`build_module`, :func:`build_datamodule`, :func:`preflight`), :func:`_fit` (the
+    Lightning Trainer) and :func:`_export` (the best checkpoint's network as a weight file).
+
     Args:
         config: a :class:`~dsen2cr.training.TrainConfig`, a config file or mapping
             (:func:`~dsen2cr.training.load_config`).
@@ -256,6 +273,29 @@ def train(
             that already holds checkpoints when neither ``resume`` nor ``out.overwrite`` is set.
     """
     cfg = load_config(config, overrides)
+    created, resume_path = _prepare_run(cfg, resume)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = build_module(cfg)
+    dm = datamodule if datamodule is not None else build_datamodule(cfg)
+    preflight(cfg, dm)
+    ckpt_cb = _checkpoint_callback(cfg.run_dir / "checkpoints")
+    trainer = _fit(cfg, module, dm, ckpt_cb, resume_path, callbacks, created)
+    return _export(cfg, module, trainer, ckpt_cb, given_datamodule=datamodule is not None)
+
+
+def _prepare_run(
+    cfg: TrainConfig, resume: str | os.PathLike[str] | None
+) -> tuple[list[Path], Path | None]:
+    """Check the resume checkpoint and the run folder before anything is built.
+
+    Returns:
+        The folders the run will create (removed again if it fails before its first
+        checkpoint) and the checkpoint to resume from (None for a fresh run).
+
+    Raises:
+        DSen2CRError: a missing or unreadable resume checkpoint, or checkpoints already in the
+            run folder when neither ``resume`` nor ``out.overwrite`` is set.
+    """
     run_dir = cfg.run_dir
     ckpt_dir = run_dir / "checkpoints"
     created = new_folders(run_dir)  # removed again if the run fails before its first checkpoint
@@ -269,13 +309,12 @@ def train(
             )
         if _global_rank() == 0:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return created, resume_path
 
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = build_module(cfg)
-    dm = datamodule if datamodule is not None else build_datamodule(cfg)
-    preflight(cfg, dm)
 
-    ckpt_cb = ModelCheckpoint(
+def _checkpoint_callback(ckpt_dir: Path) -> ModelCheckpoint:
+    """Checkpoints every epoch: ``last.ckpt`` and the best by ``val/loss``, ``epochNNN.ckpt``."""
+    return ModelCheckpoint(
         dirpath=ckpt_dir,
         filename="epoch{epoch:03d}",
         monitor="val/loss",
@@ -285,6 +324,24 @@ def train(
         auto_insert_metric_name=False,
         every_n_epochs=1,
     )
+
+
+def _fit(
+    cfg: TrainConfig,
+    module: CloudRemovalModule,
+    dm: L.LightningDataModule,
+    ckpt_cb: ModelCheckpoint,
+    resume_path: Path | None,
+    callbacks: Sequence[L.Callback],
+    created: list[Path],
+) -> L.Trainer:
+    """Build the Lightning Trainer (TensorBoard and CSV loggers, checkpoints, progress bar) and
+    fit ``module``; a run that fails before its first checkpoint leaves no run folder.
+
+    Returns:
+        The Trainer after ``fit``.
+    """
+    run_dir, ckpt_dir = cfg.run_dir, cfg.run_dir / "checkpoints"
     loggers = [
         TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", default_hp_metric=False),
         CSVLogger(save_dir=str(run_dir), name="csv"),
@@ -297,7 +354,7 @@ def train(
             callbacks=[ckpt_cb, _WriteConfig(cfg, run_dir / "config.yaml"),
                        *_progress_bar(kwargs, callbacks), *callbacks],
             **kwargs,
-        )
+        )  # fmt: skip
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=str(resume_path) if resume_path else None)
         except BaseException:  # Lightning turns an interrupt into SystemExit(1)
@@ -305,12 +362,11 @@ def train(
                 shutil.rmtree(run_dir, ignore_errors=True)  # nothing to resume: leave no debris
                 remove_empty(created[1:])
             raise
+    return trainer
 
-    best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
-    last = Path(ckpt_cb.last_model_path) if ckpt_cb.last_model_path else None
-    weights = run_dir / module.WEIGHTS_FILE
-    source = best if best is not None and best.is_file() else last
-    module = module.cpu()
+
+def _training_info(cfg: TrainConfig, trainer: L.Trainer, given_datamodule: bool) -> dict[str, Any]:
+    """What the exported weights record of their run (``training_info``, JSON values)."""
     info: dict[str, Any] = {
         "name": cfg.out.name,
         "model": cfg.family.name,
@@ -320,12 +376,33 @@ def train(
         "epochs": int(trainer.current_epoch),
         "global_step": int(trainer.global_step),
         "framework": f"dsen2cr (PyTorch {torch.__version__}, Lightning {L.__version__})",
-        "trained_on": trained_on(cfg, given_datamodule=datamodule is not None),
+        "trained_on": trained_on(cfg, given_datamodule=given_datamodule),
     }
-    if hasattr(cfg.loss, "lam"):
+    if isinstance(cfg.loss, DSen2CRLoss):
         info["lam"] = cfg.loss.lam
+    return info
+
+
+def _export(
+    cfg: TrainConfig,
+    module: CloudRemovalModule,
+    trainer: L.Trainer,
+    ckpt_cb: ModelCheckpoint,
+    given_datamodule: bool,
+) -> TrainResult:
+    """Load the best checkpoint (else the last) into ``module`` and export its network.
+
+    The checkpoint is read by :func:`dsen2cr.models.weights.read_checkpoint` (no unpickling);
+    the weight file is written by the global rank 0, then every process waits for it.
+    """
+    best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
+    last = Path(ckpt_cb.last_model_path) if ckpt_cb.last_model_path else None
+    weights = cfg.run_dir / module.WEIGHTS_FILE
+    source = best if best is not None and best.is_file() else last
+    module = module.cpu()
+    info = _training_info(cfg, trainer, given_datamodule)
     if source is not None and source.is_file():
-        ckpt = torch.load(source, map_location="cpu", weights_only=True)
+        ckpt = read_checkpoint(source)
         module.load_state_dict(ckpt["state_dict"])
         info.update(
             checkpoint=source.name,
@@ -338,7 +415,7 @@ def train(
         module.export(weights, info)
     trainer.strategy.barrier()
     return TrainResult(
-        run_dir=run_dir,
+        run_dir=cfg.run_dir,
         best_checkpoint=best,
         last_checkpoint=last,
         weights=weights,
@@ -349,14 +426,37 @@ def train(
     )
 
 
-def trained_on(cfg: Any, given_datamodule: bool = False) -> dict[str, Any]:
-    """What a run trained on, recorded in its weights (``training_info["trained_on"]``):
-    ``{"kind": "synthetic" | "SEN12MS-CR" | "unknown", ...}`` with the data root, split and split
-    file. Synthetic data is recognised by the marker ``synth-data`` writes."""
+class TrainedOn(TypedDict, total=False):
+    """What a run trained on (``training_info["trained_on"]``): ``kind`` is always there.
+
+    Keys: ``kind`` (``"synthetic"``, ``"SEN12MS-CR"`` or ``"unknown"``), ``root``, ``split``,
+    ``split_file`` and ``note``.
+    """
+
+    kind: str
+    root: str
+    split: str
+    split_file: str | None
+    note: str
+
+
+def trained_on(cfg: TrainConfig, given_datamodule: bool = False) -> TrainedOn:
+    """What a run trained on, recorded in its weights (``training_info["trained_on"]``).
+
+    Synthetic data is recognised by the marker ``synth-data`` writes.
+
+    Args:
+        cfg: the run's config (its ``data`` section).
+        given_datamodule: the data came as a DataModule in Python (then it is ``"unknown"``).
+
+    Returns:
+        ``{"kind": "synthetic" | "SEN12MS-CR" | "unknown", ...}`` with the data root, split and
+        split file.
+    """
     root = cfg.data.root
     if given_datamodule or not root:
         return {"kind": "unknown", "note": "a DataModule given in Python"}
-    where = {"root": str(root), "split": "train", "split_file": cfg.data.split_file}
+    where: TrainedOn = {"root": str(root), "split": "train", "split_file": cfg.data.split_file}
     if is_synthetic(root):
         return {"kind": "synthetic", **where,
                 "note": "synthetic scenes (dsen2cr synth-data): for testing, not real imagery"}  # fmt: skip
@@ -364,7 +464,11 @@ def trained_on(cfg: Any, given_datamodule: bool = False) -> dict[str, Any]:
 
 
 def describe(result: TrainResult) -> str:
-    """One JSON line summarising a training run (printed by ``dsen2cr train``)."""
+    """One JSON line summarising a training run (printed by ``dsen2cr train``).
+
+    Args:
+        result: what :func:`train` returned.
+    """
     last = result.history[-1] if result.history else {}
     return json.dumps(
         {

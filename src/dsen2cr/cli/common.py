@@ -1,13 +1,47 @@
-"""What several subcommands share: speed flags, the options a user actually gave."""
+"""What several subcommands share: speed flags, the options a user actually gave, the types of
+the declaring and running functions."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from dsen2cr.performance import SpeedOptions
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+"""What ``ArgumentParser.add_subparsers`` returns: every ``add_<command>`` adds its parser to it."""
+
+AddCommand: TypeAlias = Callable[[Subparsers], None]
+"""An ``add_<command>`` function: declares one subcommand on the ``dsen2cr`` parser."""
+
+RunCommand: TypeAlias = Callable[[argparse.Namespace], int]
+"""A ``run_<command>`` function: the parsed arguments -> the Python call -> the exit status."""
 
 DEVICE_HELP = "auto (default: CUDA when available, else the CPU), cpu, cuda or cuda:N"
 """One wording of the device option for every command."""
+
+
+def register(p: argparse.ArgumentParser, run: RunCommand, **flags: str) -> None:
+    """Make ``run`` the function of the subcommand ``p`` (called by :func:`dsen2cr.cli.main.main`
+    with the parsed arguments).
+
+    Args:
+        p: the subcommand's parser.
+        run: its module-level ``run_<command>`` function.
+        **flags: library parameter -> command-line flag, for the parameters whose flag is not
+            ``--<parameter>`` (read by :func:`dsen2cr.cli.main.flag_of`).
+    """
+    p.set_defaults(func=run, flags=flags, parser=p)
+
+
+def command_parser(a: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the subcommand that parsed ``a`` (its usage errors are reported by it)."""
+    parser = getattr(a, "parser", None)
+    if not isinstance(parser, argparse.ArgumentParser):
+        raise TypeError("arguments not parsed by a dsen2cr subcommand")
+    return parser
 
 
 def add_speed_options(p: argparse.ArgumentParser, where: str) -> None:
@@ -23,7 +57,7 @@ def add_speed_options(p: argparse.ArgumentParser, where: str) -> None:
                    help="run the network in NCHW instead of the faster NHWC memory format")
 
 
-def speed_options(a: argparse.Namespace) -> Any:
+def speed_options(a: argparse.Namespace) -> SpeedOptions:
     """The :class:`~dsen2cr.performance.SpeedOptions` of the flags of :func:`add_speed_options`."""
     from dsen2cr.performance import SpeedOptions
 
@@ -38,7 +72,11 @@ def add_overwrite(p: argparse.ArgumentParser, what: str = "output files") -> Non
 
 def given(a: argparse.Namespace, *names: str) -> dict[str, Any]:
     """The options among ``names`` that were given on the command line (not None), so that
-    the library's defaults are the only defaults."""
+    the library's defaults are the only defaults.
+
+    Returns:
+        name -> value; the values, of several types, are passed on as keyword arguments.
+    """
     return {n: getattr(a, n) for n in names if getattr(a, n) is not None}
 
 

@@ -4,7 +4,9 @@ Every subcommand is a thin wrapper over a public Python function (named in its h
 lazily inside the subcommand so that ``dsen2cr --help`` is fast. The subcommands are declared by
 the ``add_<name>`` functions of :mod:`dsen2cr.cli.scene`, :mod:`~dsen2cr.cli.models`,
 :mod:`~dsen2cr.cli.data` and :mod:`~dsen2cr.cli.experiments`, listed in :data:`COMMANDS` by
-workflow.
+workflow. Each registers (:func:`dsen2cr.cli.common.register`) the module-level
+``run_<name>`` function that maps the parsed arguments to the Python call and returns the exit
+status; :func:`main` calls it.
 
 Errors and signals, one mechanism for every subcommand:
 
@@ -26,15 +28,16 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 
 from dsen2cr import __version__
 from dsen2cr.cli import data, experiments, models, scene
+from dsen2cr.cli.common import AddCommand
 from dsen2cr.errors import DSen2CRError, cli_flags, one_line
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+COMMANDS: list[AddCommand] = [
     scene.add_predict,
     scene.add_mask,
     models.add_convert_weights,

@@ -36,7 +36,7 @@ def drawn(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         saved.append({"fig": fig, "renderer": fig.canvas.get_renderer()})
         real(fig, path, dpi)
 
-    monkeypatch.setattr(figures, "save_figure", keep)
+    monkeypatch.setattr(figures.plots, "save_figure", keep)  # where the plots call it
     return saved
 
 

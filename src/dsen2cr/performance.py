@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -253,7 +252,9 @@ def to_memory_format(x: torch.Tensor, channels_last: bool = True) -> torch.Tenso
     return x
 
 
-def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager[Any]:
+def autocast(
+    device: torch.device | str, precision: str
+) -> contextlib.AbstractContextManager[None]:
     """``torch.autocast`` to bfloat16 for ``precision == "bf16"``, else a no-op context
     (:func:`precision_mode` also sets the TF32 flags).
 

@@ -18,11 +18,15 @@ torch).
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-Array = TypeVar("Array", bound=Any)
+if TYPE_CHECKING:  # torch only for annotations: importing dsen2cr does not import torch
+    import torch
+    from typing_extensions import TypeIs
+
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
 """A numpy array or a torch tensor; functions return the kind they are given."""
 
 S2_BANDS: tuple[str, ...] = (
@@ -61,7 +65,7 @@ PIX2PIX_NORMALIZATION: dict[str, object] = {
 """The same for the pix2pix baseline's domain."""
 
 
-def is_tensor(x: object) -> bool:
+def is_tensor(x: object) -> TypeIs[torch.Tensor]:
     """Whether ``x`` is a torch tensor (checked by type, without importing torch)."""
     return type(x).__module__.startswith("torch")
 
@@ -69,16 +73,17 @@ def is_tensor(x: object) -> bool:
 def as_numpy(x: object) -> np.ndarray:
     """A numpy view or copy of a numpy array or a torch tensor (detached, on the CPU)."""
     if is_tensor(x):
-        return x.detach().cpu().numpy()  # type: ignore[attr-defined]
+        out: np.ndarray = x.detach().cpu().numpy()
+        return out
     return np.asarray(x)
 
 
-def _channel_shape(x: Any) -> tuple[int, ...]:
+def _channel_shape(x: np.ndarray | torch.Tensor) -> tuple[int, ...]:
     ndim = x.ndim
     return (-1,) + (1,) * 2 if ndim >= 3 else (-1,)
 
 
-def _per_channel(x: Any, values: tuple[float, ...]) -> Any:
+def _per_channel(x: Array, values: tuple[float, ...]) -> Array:
     """Values broadcast along the band axis (-3) of ``x``."""
     shape = _channel_shape(x)
     if is_tensor(x):
@@ -88,11 +93,11 @@ def _per_channel(x: Any, values: tuple[float, ...]) -> Any:
     return np.asarray(values, dtype=x.dtype).reshape(shape)
 
 
-def _float(x: Any) -> Any:
+def _float(x: Array) -> Array:
     if is_tensor(x):
         return x if x.is_floating_point() else x.float()
-    x = np.asarray(x)
-    return x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float32)
+    a = np.asarray(x)
+    return a if np.issubdtype(a.dtype, np.floating) else a.astype(np.float32)
 
 
 def s2_to_scaled(dn: Array, channels_last: bool = False) -> Array:
@@ -110,7 +115,7 @@ def s2_to_scaled(dn: Array, channels_last: bool = False) -> Array:
     if channels_last and is_tensor(x) and x.ndim == 4:
         import torch
 
-        out: Any = torch.empty_like(x, memory_format=torch.channels_last)
+        out = torch.empty_like(x, memory_format=torch.channels_last)
         torch.clamp(x, 0.0, S2_MAX_DN, out=out)
     else:
         out = x.clip(0.0, S2_MAX_DN)
@@ -141,9 +146,10 @@ def scaled_to_dn(scaled: Array) -> Array:
         import torch
 
         t = scaled.to(torch.float32) * S2_SCALE
-        return torch.round(t).clamp_(DN_MIN, DN_MAX).to(torch.uint16)  # type: ignore[return-value]
+        return torch.round(t).clamp_(DN_MIN, DN_MAX).to(torch.uint16)
     x = np.asarray(scaled).astype(np.float32, copy=False) * np.float32(S2_SCALE)
-    return np.clip(np.rint(x), DN_MIN, DN_MAX).astype(np.uint16)
+    dn: np.ndarray = np.clip(np.rint(x), DN_MIN, DN_MAX).astype(np.uint16)
+    return dn
 
 
 def scaled_to_reflectance(scaled: Array) -> Array:
@@ -170,11 +176,12 @@ def s1_to_scaled(db: Array) -> Array:
     db = _float(db)
     lo = _per_channel(db, tuple(r[0] for r in S1_CLIP_DB))
     hi = _per_channel(db, tuple(r[1] for r in S1_CLIP_DB))
+    clipped: Array
     if is_tensor(db):
         clipped = db.clamp(lo, hi)
     else:
         clipped = np.clip(db, lo, hi)
-    out = clipped - lo  # 2 (v - lo) / (hi - lo), in this order, in place on one new array
+    out: Array = clipped - lo  # 2 (v - lo) / (hi - lo), in this order, in place on one new array
     out *= S1_SCALED_MAX
     out /= hi - lo
     return out
@@ -185,7 +192,8 @@ def scaled_to_s1(scaled: Array) -> Array:
     scaled = _float(scaled)
     lo = _per_channel(scaled, tuple(r[0] for r in S1_CLIP_DB))
     hi = _per_channel(scaled, tuple(r[1] for r in S1_CLIP_DB))
-    return lo + scaled / S1_SCALED_MAX * (hi - lo)
+    db: Array = lo + scaled / S1_SCALED_MAX * (hi - lo)
+    return db
 
 
 def fill_nan(x: np.ndarray) -> np.ndarray:

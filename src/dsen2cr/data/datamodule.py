@@ -17,7 +17,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from dsen2cr.data.dataset import SEN12MSCR, EpochRandomSampler, collate
+from dsen2cr.data.dataset import SEN12MSCR, EpochRandomSampler, Sample, collate
 from dsen2cr.data.splits import read_split_file
 from dsen2cr.errors import DataError, DSen2CRError
 
@@ -116,7 +116,9 @@ class SEN12MSCRDataModule(L.LightningDataModule):
         for split in needs:
             self.dataset(split)
 
-    def _loader(self, split: str, batch_size: int, sampler: Any = None) -> Any:
+    def _loader(
+        self, split: str, batch_size: int, sampler: torch.utils.data.Sampler[int] | None = None
+    ) -> torch.utils.data.DataLoader[Sample | None]:
         ds = self.dataset(split)
         workers = self.num_workers
         return torch.utils.data.DataLoader(
@@ -125,7 +127,7 @@ class SEN12MSCRDataModule(L.LightningDataModule):
             persistent_workers=self.persistent_workers and workers > 0, drop_last=False,
         )  # fmt: skip
 
-    def train_dataloader(self) -> Any:
+    def train_dataloader(self) -> torch.utils.data.DataLoader[Sample | None]:
         """Shuffled, cropped, augmented training batches."""
         ds = self.dataset("train")
         # start at the trainer's epoch: on resume the checkpoint is restored before this is
@@ -134,16 +136,16 @@ class SEN12MSCRDataModule(L.LightningDataModule):
         sampler = EpochRandomSampler(len(ds), self.seed, epoch=epoch)
         return self._loader("train", self.batch_size, sampler)
 
-    def val_dataloader(self) -> Any:
+    def val_dataloader(self) -> torch.utils.data.DataLoader[Sample | None]:
         """Whole validation patches in index order."""
         return self._loader("val", self.eval_batch_size)
 
-    def test_dataloader(self) -> Any:
+    def test_dataloader(self) -> torch.utils.data.DataLoader[Sample | None]:
         """Whole test patches in index order."""
         return self._loader("test", self.eval_batch_size)
 
 
-class _TensorDataset(torch.utils.data.Dataset):
+class _TensorDataset(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
     def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
         self.tensors = tensors
         self.n = len(next(iter(tensors.values())))
@@ -184,13 +186,13 @@ class TensorDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.shuffle = shuffle
 
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
+    def train_dataloader(self) -> torch.utils.data.DataLoader[dict[str, torch.Tensor]]:
         return torch.utils.data.DataLoader(
             self.train_set, batch_size=self.batch_size, shuffle=self.shuffle
         )
 
-    def val_dataloader(self) -> torch.utils.data.DataLoader:
+    def val_dataloader(self) -> torch.utils.data.DataLoader[dict[str, torch.Tensor]]:
         return torch.utils.data.DataLoader(self.val_set, batch_size=self.eval_batch_size)
 
-    def test_dataloader(self) -> torch.utils.data.DataLoader:
+    def test_dataloader(self) -> torch.utils.data.DataLoader[dict[str, torch.Tensor]]:
         return self.val_dataloader()

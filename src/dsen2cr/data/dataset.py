@@ -13,12 +13,14 @@ import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, cast
 
 import numpy as np
 import rasterio
 import torch
+from rasterio.crs import CRS
 from rasterio.errors import RasterioError
+from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from dsen2cr.cloudmask import binary_mask
@@ -36,7 +38,9 @@ S1_DTYPES = ("float32", "float64")
 
 
 # --------------------------------------------------------------------------- reading
-def open_patch(path: str | os.PathLike[str], what: str, bands: int, dtypes: Sequence[str]) -> Any:
+def open_patch(
+    path: str | os.PathLike[str], what: str, bands: int, dtypes: Sequence[str]
+) -> DatasetReader:
     """Open a SEN12MS-CR raster and check its band count and dtype (:class:`DataError`)."""
     src = open_raster(path, what)
     try:
@@ -50,7 +54,7 @@ def open_patch(path: str | os.PathLike[str], what: str, bands: int, dtypes: Sequ
     return src
 
 
-def read_patch(src: Any, what: str, window: Any = None) -> np.ndarray:
+def read_patch(src: DatasetReader, what: str, window: Window | None = None) -> np.ndarray:
     """Read ``window`` (None: all) of an open raster; a decoding failure is a :class:`DataError`."""
     try:
         return src.read(window=window)
@@ -58,11 +62,11 @@ def read_patch(src: Any, what: str, window: Any = None) -> np.ndarray:
         raise DataError(f"cannot read {what} {src.name}: corrupt or truncated ({exc})") from None
 
 
-def _gdal_env() -> Any:
+def _gdal_env() -> rasterio.Env:
     return rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR")
 
 
-def _crs_string(crs: Any) -> str:
+def _crs_string(crs: CRS | None) -> str:
     if crs is None:
         return ""
     epsg = crs.to_epsg()
@@ -87,7 +91,51 @@ def augment_array(x: np.ndarray, flip: int, rot90: int) -> np.ndarray:
     return np.rot90(x, rot90, axes=(-2, -1)) if rot90 % 4 else x
 
 
-class SEN12MSCR(torch.utils.data.Dataset):
+class _SampleMask(TypedDict, total=False):
+    mask: torch.Tensor
+    """(1, h, w) float32 {0, 1} cloud-or-shadow mask (only with ``with_mask``)."""
+
+
+class SampleImages(_SampleMask):
+    """The tensors of a :class:`Sample` (``mask`` only with ``with_mask``)."""
+
+    optical: torch.Tensor
+    sar: torch.Tensor
+    target: torch.Tensor
+
+
+class Sample(SampleImages):
+    """One sample of :class:`SEN12MSCR`: its tensors and metadata (see the class docs)."""
+
+    season: str
+    roi: int
+    patch: int
+    crs: str
+    transform: tuple[float, ...]
+    flip: int
+    rot90: int
+
+
+class Batch(TypedDict, total=False):
+    """Samples collated by :func:`collate`: (B, C, h, w) tensors and per-sample lists.
+
+    ``mask`` is there when the samples have one; an empty batch has all the other keys.
+    """
+
+    optical: torch.Tensor
+    sar: torch.Tensor
+    target: torch.Tensor
+    mask: torch.Tensor
+    season: list[str]
+    roi: list[int]
+    patch: list[int]
+    crs: list[str]
+    transform: list[tuple[float, ...]]
+    flip: list[int]
+    rot90: list[int]
+
+
+class SEN12MSCR(torch.utils.data.Dataset[Sample | None]):
     """SEN12MS-CR triplets as preprocessed tensors (see the module docstring for the layouts).
 
     Each sample is a dict:
@@ -180,7 +228,7 @@ class SEN12MSCR(torch.utils.data.Dataset):
         n = max(len(self), 1)
         return np.random.default_rng([self.seed, self.epoch + index // n, index % n])
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
+    def __getitem__(self, index: int) -> Sample | None:
         if len(self) == 0:
             raise IndexError("empty dataset")
         try:
@@ -194,7 +242,7 @@ class SEN12MSCR(torch.utils.data.Dataset):
             log.warning("skipping sample %d: %s", index, exc)
             return None
 
-    def _load(self, index: int) -> dict[str, Any]:
+    def _load(self, index: int) -> Sample:
         t = self.triplets[index % len(self)]
         rng = self.rng(index)
         with contextlib.ExitStack() as stack:
@@ -241,23 +289,22 @@ class SEN12MSCR(torch.utils.data.Dataset):
             x = augment_array(x, flip, rot)
             return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
-        sample: dict[str, Any] = {
+        images: SampleImages = {
             "optical": tensor(s2_to_scaled(cloudy)),
             "sar": tensor(s1_to_scaled(sar)),
             "target": tensor(s2_to_scaled(target)),
         }
         if mask is not None:
-            sample["mask"] = tensor(mask[None].astype(np.float32))
-        sample.update(season=t.season, roi=t.roi, patch=t.patch, crs=crs, transform=transform,
-                      flip=flip, rot90=rot)  # fmt: skip
-        return sample
+            images["mask"] = tensor(mask[None].astype(np.float32))
+        return {**images, "season": t.season, "roi": t.roi, "patch": t.patch, "crs": crs,
+                "transform": transform, "flip": flip, "rot90": rot}  # fmt: skip
 
 
 TENSOR_KEYS = ("optical", "sar", "target", "mask")
 _EMPTY_SHAPES = {"optical": 13, "sar": 2, "target": 13}
 
 
-def collate(batch: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
+def collate(batch: Sequence[Sample | None]) -> Batch:
     """Collate samples of :class:`SEN12MSCR`: stack tensors, keep metadata as lists.
 
     Skipped samples (``None``) are dropped. If every sample of the batch was skipped the result
@@ -272,20 +319,22 @@ def collate(batch: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
         Dict with (B, C, h, w) tensors under ``optical``, ``sar``, ``target`` (and ``mask``) and
         lists of length B for every other key (``transform``: list of 6-tuples).
     """
-    samples = [s for s in batch if s is not None]
+    samples: list[Mapping[str, object]] = [s for s in batch if s is not None]
     if not samples:
-        return {**{k: torch.zeros((0, c, 0, 0)) for k, c in _EMPTY_SHAPES.items()},
-                **{k: [] for k in ("season", "roi", "patch", "crs", "transform", "flip", "rot90")}}  # fmt: skip
-    out: dict[str, Any] = {}
+        return cast(Batch, {**{k: torch.zeros((0, c, 0, 0)) for k, c in _EMPTY_SHAPES.items()},
+                            **{k: [] for k in ("season", "roi", "patch", "crs", "transform",
+                                               "flip", "rot90")}})  # fmt: skip
+    out: dict[str, object] = {}
     for key in samples[0]:
         values = [s[key] for s in samples]
-        out[key] = torch.stack(values) if key in TENSOR_KEYS else values
-    return out
+        out[key] = (torch.stack(cast("list[torch.Tensor]", values)) if key in TENSOR_KEYS
+                    else values)  # fmt: skip
+    return cast(Batch, out)
 
 
-def is_empty_batch(batch: Mapping[str, Any] | None) -> bool:
+def is_empty_batch(batch: Mapping[str, object] | None) -> bool:
     """True for ``None`` or a batch from :func:`collate` in which every sample was skipped."""
-    return batch is None or batch["optical"].shape[0] == 0
+    return batch is None or cast(torch.Tensor, batch["optical"]).shape[0] == 0
 
 
 class EpochRandomSampler(torch.utils.data.Sampler[int]):

@@ -14,10 +14,10 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from dsen2cr.data.layout import (
     FLAT_FOLDERS,
@@ -37,6 +37,42 @@ log = logging.getLogger(__name__)
 INDEX_VERSION = 1
 
 
+class _FileName(TypedDict, total=False):
+    name: str
+    """The file name (flattened layout and DSen2-CR file lists only)."""
+
+
+class IncompleteTriplet(_FileName):
+    """A (season, roi, patch) that lacks one or two of its three files: ``missing`` lists their
+    modalities (``"s1"``, ``"s2"``, ``"s2_cloudy"``)."""
+
+    season: str
+    roi: int
+    patch: int
+    missing: list[str]
+
+
+class _IndexLayout(TypedDict, total=False):
+    names: list[str]
+    """Flattened layout: the file names present in all three folders."""
+    folders: list[str]
+    """Published layout: the folders holding patches, relative to the root."""
+    triplets: list[tuple[str, int, int, int, int, int]]
+    """Published layout: (season, roi, patch, s1 folder, s2 folder, s2 cloudy folder), the
+    folders as positions in ``folders`` (JSON arrays in the cache file)."""
+    incomplete: list[IncompleteTriplet]
+
+
+class _IndexCache(_IndexLayout):
+    """The content of the index cache file (JSON)."""
+
+    version: int
+    root: str
+    layout: str
+    dirs: dict[str, int]
+    """Folder (relative to the root) -> modification time in ns."""
+
+
 @dataclass
 class Index:
     """Result of indexing a dataset root.
@@ -54,7 +90,7 @@ class Index:
     root: Path
     layout: str
     triplets: list[Triplet]
-    incomplete: list[dict[str, Any]] = field(default_factory=list)
+    incomplete: list[IncompleteTriplet] = field(default_factory=list)
     from_cache: bool = False
     cache_path: Path | None = None
 
@@ -132,7 +168,7 @@ def _walk(root: Path) -> tuple[str, dict[str, int], dict[tuple[str, int, int], d
     return "published", dirs, files, {}
 
 
-def report_incomplete(incomplete: list[dict[str, Any]], root: Path) -> None:
+def report_incomplete(incomplete: Sequence[IncompleteTriplet], root: Path) -> None:
     """Log how many triplets under ``root`` are incomplete, with one example."""
     if incomplete:
         ex = incomplete[0]
@@ -168,10 +204,10 @@ def build_index(
     cache = cache_path(root, cache_dir)
     if cache is not None and not refresh and cache.is_file():
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            data = json.loads(cache.read_text())
-            if (data.get("version") == INDEX_VERSION and data.get("root") == str(root)
-                    and _stat_dirs(root, data["dirs"])):  # fmt: skip
-                index = _index_from_json(root, data)
+            cached = json.loads(cache.read_text())
+            if (cached.get("version") == INDEX_VERSION and cached.get("root") == str(root)
+                    and _stat_dirs(root, cached["dirs"])):  # fmt: skip
+                index = _index_from_json(root, cached)
                 index.from_cache, index.cache_path = True, cache
                 report_incomplete(index.incomplete, root)
                 return index
@@ -180,7 +216,8 @@ def build_index(
         with contextlib.suppress(OSError):
             cache.parent.mkdir(exist_ok=True)
     layout, dirs, files, names = _walk(root)
-    data = {"version": INDEX_VERSION, "root": str(root), "layout": layout, "dirs": dirs}
+    data: _IndexCache = {"version": INDEX_VERSION, "root": str(root), "layout": layout,
+                         "dirs": dirs}  # fmt: skip
     if layout == "flat":
         sets = {m: set(names[m]) for m in MODALITIES}
         common = set.intersection(*sets.values())
@@ -193,15 +230,16 @@ def build_index(
         ]  # fmt: skip
     else:
         folder_ids: dict[str, int] = {}
-        rows, incomplete = [], []
+        rows: list[tuple[str, int, int, int, int, int]] = []
+        incomplete: list[IncompleteTriplet] = []
         for key in sorted(files):
             slot = files[key]
             if len(slot) < 3:
                 incomplete.append({"season": key[0], "roi": key[1], "patch": key[2],
                                    "missing": [m for m in MODALITIES if m not in slot]})  # fmt: skip
                 continue
-            ids = [folder_ids.setdefault(slot[m], len(folder_ids)) for m in MODALITIES]
-            rows.append([*key, *ids])
+            i1, i2, i3 = (folder_ids.setdefault(slot[m], len(folder_ids)) for m in MODALITIES)
+            rows.append((*key, i1, i2, i3))  # a JSON array in the cache, as a list would be
         data["folders"] = list(folder_ids)
         data["triplets"] = rows
         data["incomplete"] = incomplete
@@ -217,7 +255,7 @@ def build_index(
     return index
 
 
-def _index_from_json(root: Path, data: dict[str, Any]) -> Index:
+def _index_from_json(root: Path, data: _IndexCache) -> Index:
     if data["layout"] == "flat":
         triplets = [
             Triplet(*parse_flat_name(n), *(str(root / FLAT_FOLDERS[m] / n) for m in MODALITIES))

@@ -19,9 +19,9 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Literal, TypeAlias, TypedDict
 
-from dsen2cr.data.index import build_index, report_incomplete
+from dsen2cr.data.index import IncompleteTriplet, build_index, report_incomplete
 from dsen2cr.data.layout import (
     FLAT_NAME,
     MODALITIES,
@@ -37,6 +37,48 @@ from dsen2cr.errors import DataError, DSen2CRError, InputNotFoundError
 
 log = logging.getLogger(__name__)
 
+PatchKey: TypeAlias = tuple[str, int, int]
+"""(season, roi, patch) of a triplet, the season's short name."""
+SplitRow: TypeAlias = tuple[str, str, int, int]
+"""A row of a CSV split file: (split, season, roi, patch)."""
+FileListRow: TypeAlias = tuple[str, str, str, str, str]
+"""A row of a DSen2-CR file list: (split, s1 folder, s2 folder, s2 cloudy folder, file name)."""
+SplitFile: TypeAlias = (
+    tuple[Literal["csv"], list[SplitRow]]
+    | tuple[Literal["filelist"], list[FileListRow]]
+    | tuple[Literal["patches"], list[PatchKey]]
+)
+"""A parsed split file (:func:`read_split_file`): its kind and its rows."""
+
+
+class SplitReport(TypedDict):
+    """What :func:`select_triplets` found besides the triplets.
+
+    Attributes:
+        incomplete: number of (season, roi, patch) lacking a file.
+        incomplete_example: the first of them, or None.
+        missing: split-file entries without files.
+    """
+
+    incomplete: int
+    incomplete_example: IncompleteTriplet | None
+    missing: int
+
+
+class IndexSummary(TypedDict):
+    """The summary of :func:`index_summary` (JSON-able; see there)."""
+
+    root: str
+    layout: str
+    cache: str | None
+    from_cache: bool
+    triplets: int
+    splits: dict[str, dict[str, int]]
+    incomplete: int
+    incomplete_examples: list[IncompleteTriplet]
+    missing: int
+
+
 _SPLIT_CODES = {"1": "train", "2": "val", "3": "test", "train": "train", "val": "val",
                 "validation": "val", "test": "test"}  # fmt: skip
 
@@ -49,9 +91,7 @@ def _split_name(value: str, path: Path, line: int) -> str:
     return _SPLIT_CODES[v]
 
 
-def read_split_file(
-    path: str | os.PathLike[str],
-) -> tuple[str, list[tuple[Any, ...]]]:
+def read_split_file(path: str | os.PathLike[str]) -> SplitFile:
     """Parse a user split file.
 
     Args:
@@ -81,7 +121,7 @@ def read_split_file(
     header = [h.strip().lower() for h in rows[0]]
     if {"split", "season", "roi", "patch"} <= set(header):
         col = {h: header.index(h) for h in ("split", "season", "roi", "patch")}
-        out: list[tuple[Any, ...]] = []
+        out: list[SplitRow] = []
         for n, row in enumerate(rows[1:], start=2):
             try:
                 season = row[col["season"]].strip()
@@ -98,13 +138,15 @@ def read_split_file(
                                 f"got {row}") from None  # fmt: skip
         return "csv", out
     if len(rows[0]) == 5 and rows[0][0].strip() in ("1", "2", "3"):
-        out = []
+        listed: list[FileListRow] = []
         for n, row in enumerate(rows, start=1):
             if len(row) != 5:
                 raise DataError(f"split file {p} line {n}: expected 5 fields (split, s1 folder, "
                                 f"s2 folder, s2 cloudy folder, file name), got {len(row)}")  # fmt: skip
-            out.append((_split_name(row[0], p, n), *(c.strip() for c in row[1:])))
-        return "filelist", out
+            split = _split_name(row[0], p, n)
+            s1, s2, s2_cloudy, name = (c.strip() for c in row[1:])
+            listed.append((split, s1, s2, s2_cloudy, name))
+        return "filelist", listed
     raise DataError(f"split file {p}: unknown format; expected a CSV with header "
                     "split,season,roi,patch or a DSen2-CR file list (split, s1 folder, s2 folder, "
                     "s2 cloudy folder, file name)")  # fmt: skip
@@ -114,7 +156,7 @@ def _is_patch_path(line: str) -> bool:
     return "," not in line and "\t" not in line and line.lower().endswith(".tif")
 
 
-def _patch_of(line: str, path: Path, n: int) -> tuple[str, int, int]:
+def _patch_of(line: str, path: Path, n: int) -> PatchKey:
     """(season, roi, patch) of one line of a per-patch list."""
     name = line.replace("\\", "/").rsplit("/", 1)[-1]
     m = PUBLISHED_NAME.match(name)
@@ -133,7 +175,7 @@ def select_triplets(
     split_file: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     refresh: bool = False,
-) -> tuple[list[Triplet], dict[str, Any]]:
+) -> tuple[list[Triplet], SplitReport]:
     """The triplets of one split.
 
     Args:
@@ -149,22 +191,23 @@ def select_triplets(
     """
     if split not in SPLITS:
         raise DSen2CRError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    report: dict[str, Any] = {"incomplete": 0, "incomplete_example": None, "missing": 0}
+    report: SplitReport = {"incomplete": 0, "incomplete_example": None, "missing": 0}
+    wanted: set[PatchKey] | None = None  # None: the default split
     if split_file is not None:
-        kind, rows = read_split_file(split_file)
-        if kind == "filelist":
-            return _select_filelist(Path(root), split, rows, report)
+        parsed = read_split_file(split_file)
+        if parsed[0] == "filelist":
+            return _select_filelist(Path(root), split, parsed[1], report)
+        if parsed[0] == "patches":
+            wanted = set(parsed[1])  # the list is the split
+        else:
+            wanted = {(s, r, p) for sp, s, r, p in parsed[1] if split in ("all", sp)}
     index = build_index(root, cache_dir=cache_dir, refresh=refresh)
     report["incomplete"] = len(index.incomplete)
     report["incomplete_example"] = index.incomplete[0] if index.incomplete else None
-    if split_file is None:
+    if wanted is None:
         chosen = [t for t in index.triplets
                   if split == "all" or default_split(t.season, t.roi) == split]  # fmt: skip
         return chosen, report
-    if kind == "patches":
-        wanted = set(rows)  # the list is the split
-    else:
-        wanted = {(s, r, p) for sp, s, r, p in rows if split in ("all", sp)}
     chosen = [t for t in index.triplets if (t.season, t.roi, t.patch) in wanted]
     missing = wanted - {(t.season, t.roi, t.patch) for t in chosen}
     report["missing"] = len(missing)
@@ -176,13 +219,14 @@ def select_triplets(
 
 
 def _select_filelist(
-    root: Path, split: str, rows: list[tuple[Any, ...]], report: dict[str, Any]
-) -> tuple[list[Triplet], dict[str, Any]]:
+    root: Path, split: str, rows: list[FileListRow], report: SplitReport
+) -> tuple[list[Triplet], SplitReport]:
     root = root.expanduser().resolve()
     if not root.is_dir():
         raise DataError(f"SEN12MS-CR root {root} does not exist or is not a folder")
     listing: dict[str, set[str]] = {}
-    chosen, incomplete = [], []
+    chosen: list[Triplet] = []
+    incomplete: list[IncompleteTriplet] = []
     for sp, d1, d2, d3, name in rows:
         if split not in ("all", sp):
             continue
@@ -214,7 +258,7 @@ def index_summary(
     split_file: str | os.PathLike[str] | None = None,
     refresh: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:
+) -> IndexSummary:
     """Build or refresh the index cache and summarise it (the ``dsen2cr index`` command).
 
     Returns:
@@ -222,7 +266,7 @@ def index_summary(
         (total), ``splits`` ({split: {season: count}}), ``incomplete`` (count),
         ``incomplete_examples`` (up to 5), ``missing`` (split-file entries without files).
     """
-    summary: dict[str, Any] = {"root": str(Path(root).expanduser().resolve())}
+    resolved = str(Path(root).expanduser().resolve())
     if split_file is not None and read_split_file(split_file)[0] == "filelist":
         splits: dict[str, dict[str, int]] = {}
         incomplete = 0
@@ -230,16 +274,12 @@ def index_summary(
             trips, rep = select_triplets(root, sp, split_file)
             splits[sp] = dict(Counter(t.season or "unknown" for t in trips))
             incomplete += rep["incomplete"]
-        summary.update(layout="filelist", cache=None, from_cache=False,
-                       triplets=sum(sum(v.values()) for v in splits.values()), splits=splits,
-                       incomplete=incomplete, incomplete_examples=[], missing=0)  # fmt: skip
-        return summary
+        return {"root": resolved, "layout": "filelist", "cache": None, "from_cache": False,
+                "triplets": sum(sum(v.values()) for v in splits.values()), "splits": splits,
+                "incomplete": incomplete, "incomplete_examples": [], "missing": 0}  # fmt: skip
     index = build_index(root, cache_dir=cache_dir, refresh=refresh)
-    summary.update(layout=index.layout, cache=str(index.cache_path) if index.cache_path else None,
-                   from_cache=index.from_cache, triplets=len(index.triplets))  # fmt: skip
     if split_file is None:
-        summary["splits"] = index.counts()
-        summary["missing"] = 0
+        splits, missing = index.counts(), 0
     else:
         splits, missing = {}, 0
         # a per-patch list is one split: report it once, as "listed"
@@ -250,8 +290,8 @@ def index_summary(
                                          cache_dir)  # fmt: skip
             splits[sp] = dict(Counter(t.season or "unknown" for t in trips))
             missing += rep["missing"]
-        summary["splits"] = splits
-        summary["missing"] = missing
-    summary["incomplete"] = len(index.incomplete)
-    summary["incomplete_examples"] = index.incomplete[:5]
-    return summary
+    return {"root": resolved, "layout": index.layout,
+            "cache": str(index.cache_path) if index.cache_path else None,
+            "from_cache": index.from_cache, "triplets": len(index.triplets), "splits": splits,
+            "missing": missing, "incomplete": len(index.incomplete),
+            "incomplete_examples": index.incomplete[:5]}  # fmt: skip

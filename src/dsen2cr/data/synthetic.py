@@ -38,7 +38,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 import rasterio
@@ -70,6 +70,13 @@ from dsen2cr.io import (
     verify_written,
 )
 from dsen2cr.scaling import REFLECTANCE_SCALE, S2_BANDS, S2_RESOLUTION_M
+
+if TYPE_CHECKING:
+    from affine import Affine
+
+_PathLike: TypeAlias = str | os.PathLike[str]
+PathTriplet: TypeAlias = tuple[_PathLike, _PathLike, _PathLike]
+"""The (s1, s2, s2_cloudy) files of a triplet."""
 
 # --------------------------------------------------------------------------- land cover & spectra
 LANDCOVER_CLASSES: tuple[str, ...] = (
@@ -161,7 +168,7 @@ def fractal_noise(
     spec.real = rng.standard_normal((gh, fx.shape[1]), dtype=np.float32)
     spec.imag = rng.standard_normal((gh, fx.shape[1]), dtype=np.float32)
     spec *= amp
-    field = fft.irfft2(spec, s=(gh, gw), workers=-1).astype(np.float32, copy=False)
+    field: np.ndarray = fft.irfft2(spec, s=(gh, gw), workers=-1).astype(np.float32, copy=False)
     if factor > 1:
         yy = np.arange(h, dtype=np.float32) / factor
         xx = np.arange(w, dtype=np.float32) / factor
@@ -186,7 +193,8 @@ def _voronoi_labels(shape: tuple[int, int], rng: np.random.Generator, cell: floa
     labels_grid = np.zeros(shape, np.int32)
     labels_grid[ys, xs] = np.arange(1, n + 1, dtype=np.int32)
     _, (iy, ix) = ndimage.distance_transform_edt(seeds, return_indices=True)
-    return labels_grid[iy, ix]
+    labels: np.ndarray = labels_grid[iy, ix]
+    return labels
 
 
 def _landcover(shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -264,7 +272,7 @@ def _sar(
     n_fields = int(fields.max()) + 1
     field_off = rng.normal(0.0, 0.5, (n_fields, 2)).astype(np.float32)
     field_off += field_gain[:, None] * np.array([5.0, 8.0], np.float32)
-    db = np.moveaxis(sar_means[lc], -1, 0).copy()  # (2, H, W)
+    db: np.ndarray = np.moveaxis(sar_means[lc], -1, 0).copy()  # (2, H, W)
     db += np.where(lc == WATER, 0.0, 1.0)[None] * field_off[fields].transpose(2, 0, 1)
     db += (np.where(lc == WATER, 1.0, 0.5) * texture)[None]
     db += (np.where(lc == URBAN, 3.0, 0.0) * blocks)[None]
@@ -321,6 +329,71 @@ def _cloud_fields(
     return alpha, shadow, bright.astype(np.float32)
 
 
+def _scene_spectra(rng: np.random.Generator, season: str) -> np.ndarray:
+    """(7, 13) per-scene class spectra: consistent across scenes, modest variation,
+    season-dependent vegetation."""
+    spectra = CLASS_SPECTRA * rng.uniform(0.95, 1.05, (1, 13)).astype(np.float32)
+    veg_nir = _SEASON_VEG_NIR[season] * rng.uniform(0.96, 1.04)
+    spectra[list(_VEGETATION)] *= (1.0 + (veg_nir - 1.0) * _NIR_BANDS)[None]
+    if season == "winter":
+        spectra[list(_VEGETATION), 1:4] *= 1.2
+    return spectra
+
+
+def _changed_ground(
+    lc: np.ndarray,
+    fields: np.ndarray,
+    texture: tuple[np.ndarray, np.ndarray, np.ndarray],
+    field_gain: np.ndarray,
+    spectra: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """(13, H, W) float32 surface reflectance at the cloudy acquisition: some parcels change
+    state, vegetation and atmosphere drift a little."""
+    n_fields = int(fields.max()) + 1
+    lc_c = lc.copy()
+    parcel_change = rng.random(n_fields) < 0.12
+    changing = parcel_change[fields] & np.isin(lc, (CROPLAND, GRASSLAND, BARE_FIELD))
+    new_class = rng.choice(np.array([CROPLAND, GRASSLAND, BARE_FIELD], np.uint8), n_fields)
+    lc_c[changing] = new_class[fields][changing]
+    spectra_c = spectra.copy()
+    spectra_c[list(_VEGETATION)] *= (1.0 + rng.normal(0, 0.03) * _NIR_BANDS)[None]
+    spectra_c *= rng.uniform(0.98, 1.02, (1, 13)).astype(np.float32)
+    gain_c = field_gain + rng.normal(0.0, 0.02, n_fields).astype(np.float32)
+    return _ground_reflectance(lc_c, fields, texture, gain_c, spectra_c)
+
+
+def _clouded(
+    ground: np.ndarray,
+    alpha: np.ndarray,
+    alpha_shadow: np.ndarray,
+    bright: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """(13, H, W) TOA reflectance of ``ground`` under clouds and their shadows
+    (:func:`_cloud_fields`), with a random cloud brightness and shadow depth."""
+    cloud_spec = CLOUD_SPECTRUM * np.float32(rng.uniform(0.75, 1.1))
+    cloud_spec[10] = CLOUD_SPECTRUM[10] * rng.uniform(0.5, 1.6)  # B10 (cirrus): cloud height
+    shade = 1.0 - np.float32(rng.uniform(0.55, 0.75)) * np.minimum(alpha_shadow / 0.6, 1.0)
+    cloudy: np.ndarray = (ground * (shade * (1.0 - alpha))[None]
+                          + (alpha * bright)[None] * cloud_spec[:, None, None])  # fmt: skip
+    return cloudy
+
+
+def _to_dn(refl: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(13, H, W) uint16 DN of a reflectance image: the 20 m and 60 m bands smoothed, sensor
+    noise added (``refl`` is changed in place)."""
+    refl = _smooth_bands(refl)
+    noise = rng.standard_normal(refl.shape[1:], dtype=np.float32)
+    for b in range(13):  # sensor noise, small and partly band-correlated
+        if b != 10:
+            refl[b] *= 1.0 + 0.012 * noise
+    refl *= REFLECTANCE_SCALE
+    np.rint(refl, out=refl)
+    dn: np.ndarray = np.clip(refl, 0, 65535).astype(np.uint16)
+    return dn
+
+
 def make_scene(
     height: int,
     width: int,
@@ -364,12 +437,7 @@ def make_scene(
         raise ValueError(f"cloud_cover must be in [0, 1], got {cloud_cover}")
 
     lc, fields = _landcover(shape, rng)
-    # per-scene spectra: consistent across scenes, modest variation, season-dependent vegetation
-    spectra = CLASS_SPECTRA * rng.uniform(0.95, 1.05, (1, 13)).astype(np.float32)
-    veg_nir = _SEASON_VEG_NIR[season] * rng.uniform(0.96, 1.04)
-    spectra[list(_VEGETATION)] *= (1.0 + (veg_nir - 1.0) * _NIR_BANDS)[None]
-    if season == "winter":
-        spectra[list(_VEGETATION), 1:4] *= 1.2
+    spectra = _scene_spectra(rng, season)
     fine = fractal_noise(shape, rng, 1.6)
     coarse = fractal_noise(shape, rng, 3.0)
     blocks_small = rng.standard_normal(((height + 3) // 4, (width + 3) // 4)).astype(np.float32)
@@ -379,44 +447,17 @@ def make_scene(
     texture = (fine, coarse, blocks)
 
     target = _ground_reflectance(lc, fields, texture, field_gain, spectra)
-
-    # cloudy acquisition: some parcels change state, vegetation and atmosphere drift a little
-    lc_c = lc.copy()
-    parcel_change = rng.random(n_fields) < 0.12
-    changing = parcel_change[fields] & np.isin(lc, (CROPLAND, GRASSLAND, BARE_FIELD))
-    new_class = rng.choice(np.array([CROPLAND, GRASSLAND, BARE_FIELD], np.uint8), n_fields)
-    lc_c[changing] = new_class[fields][changing]
-    spectra_c = spectra.copy()
-    spectra_c[list(_VEGETATION)] *= (1.0 + rng.normal(0, 0.03) * _NIR_BANDS)[None]
-    spectra_c *= rng.uniform(0.98, 1.02, (1, 13)).astype(np.float32)
-    gain_c = field_gain + rng.normal(0.0, 0.02, n_fields).astype(np.float32)
-    ground_c = _ground_reflectance(lc_c, fields, texture, gain_c, spectra_c)
-
+    ground_c = _changed_ground(lc, fields, texture, field_gain, spectra, rng)
     alpha, alpha_sh, bright = _cloud_fields(shape, rng, cover)
-    cloud_spec = CLOUD_SPECTRUM * np.float32(rng.uniform(0.75, 1.1))
-    cloud_spec[10] = CLOUD_SPECTRUM[10] * rng.uniform(0.5, 1.6)  # B10 (cirrus): cloud height
-    shade = 1.0 - np.float32(rng.uniform(0.55, 0.75)) * np.minimum(alpha_sh / 0.6, 1.0)
-    cloudy = ground_c * (shade * (1.0 - alpha))[None] + (alpha * bright)[None] * cloud_spec[
-        :, None, None
-    ]
+    cloudy = _clouded(ground_c, alpha, alpha_sh, bright, rng)
 
     s1 = _sar(lc, fields, rng, CLASS_SAR_DB + rng.normal(0, 0.4, (1, 2)).astype(np.float32),
               coarse, blocks, field_gain)  # fmt: skip
 
-    def to_dn(refl: np.ndarray) -> np.ndarray:
-        refl = _smooth_bands(refl)
-        noise = rng.standard_normal(refl.shape[1:], dtype=np.float32)
-        for b in range(13):  # sensor noise, small and partly band-correlated
-            if b != 10:
-                refl[b] *= 1.0 + 0.012 * noise
-        refl *= REFLECTANCE_SCALE
-        np.rint(refl, out=refl)
-        return np.clip(refl, 0, 65535).astype(np.uint16)
-
     cloud = alpha >= CLOUD_VISIBILITY
     return {
-        "s2_cloudy": to_dn(cloudy),
-        "s2": to_dn(target),
+        "s2_cloudy": _to_dn(cloudy, rng),
+        "s2": _to_dn(target, rng),
         "s1": s1,
         "cloud": cloud,
         "shadow": (alpha_sh >= SHADOW_VISIBILITY) & ~cloud,
@@ -476,7 +517,7 @@ def _grid(patches: int) -> tuple[int, int]:
 
 
 def _write(
-    path: Path, data: np.ndarray, crs: str, transform: Any, compress: str | None = None
+    path: Path, data: np.ndarray, crs: str, transform: Affine, compress: str | None = None
 ) -> None:
     profile = {
         "driver": "GTiff",
@@ -596,7 +637,7 @@ def _write_rois(root: Path, rois: int, patches: int, size: int, seed: int, progr
 
 # --------------------------------------------------------------------------- preview
 def preview_grid(
-    root_or_paths: str | os.PathLike[str] | Sequence[tuple[Any, Any, Any]],
+    root_or_paths: str | os.PathLike[str] | Sequence[PathTriplet],
     out_png: str | os.PathLike[str],
     n: int = 4,
     overwrite: bool = False,
@@ -619,7 +660,7 @@ def preview_grid(
     guard_outputs({"preview": out_png}, inputs, overwrite=overwrite)
     if isinstance(root_or_paths, (str, os.PathLike)):
         index = build_index(root_or_paths)
-        triplets = [(t.s1, t.s2, t.s2_cloudy) for t in index.triplets]
+        triplets: list[PathTriplet] = [(t.s1, t.s2, t.s2_cloudy) for t in index.triplets]
         if not triplets:
             raise DataError(f"no complete SEN12MS-CR triplet under {root_or_paths}")
         step = max(1, len(triplets) // 48)

@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 from tqdm import tqdm
@@ -59,6 +59,31 @@ class FileCheck:
     modality: str
     size: tuple[int, int] | None
     problem: str | None
+
+
+class BadFile(TypedDict):
+    """A bad file of :class:`VerifyReport`: the file and its problem."""
+
+    path: str
+    problem: str | None
+
+
+class VerifyReport(TypedDict):
+    """What :func:`verify_dataset` found (JSON-able; see there)."""
+
+    root: str
+    triplets: int
+    files: int
+    ok: int
+    bad: int
+    incomplete: int
+    patch_size: list[int] | None
+    problems: dict[str, int]
+    bad_examples: list[BadFile]
+    bad_list: str
+    seconds: float
+    files_per_s: float | None
+    workers: int
 
 
 def check_file(path: str, modality: str) -> FileCheck:
@@ -107,7 +132,7 @@ def verify_dataset(
     workers: int | None = None,
     bad_list: str | os.PathLike[str] | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> VerifyReport:
     """Check every file of a SEN12MS-CR root (see the module docs).
 
     Args:

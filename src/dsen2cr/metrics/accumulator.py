@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TypeAlias
 
 import numpy as np
 import torch
 
 from dsen2cr.metrics.protocols import Averaging
 
-__all__ = ["MetricAccumulator"]
+__all__ = ["MetricAccumulator", "MetricMean", "MetricValue"]
+
+MetricValue: TypeAlias = float | np.ndarray | torch.Tensor
+"""Per-image values of one metric: a float, a 0-d / (B,) / (B, K) array or tensor."""
+MetricMean: TypeAlias = float | int | np.ndarray
+"""One entry of :meth:`MetricAccumulator.compute`: a mean (float), a count (int), or per
+component means or counts of a vector metric (numpy array)."""
+
 
 class MetricAccumulator:
     """Averages per-image metrics over a data set, leaving undefined values out.
@@ -74,7 +81,7 @@ class MetricAccumulator:
             )
         return slot
 
-    def update(self, values: Mapping[str, Any]) -> None:
+    def update(self, values: Mapping[str, MetricValue]) -> None:
         """Add per-image values.
 
         Args:
@@ -181,7 +188,7 @@ class MetricAccumulator:
         self._synced = True
         return self
 
-    def compute(self) -> dict[str, Any]:
+    def compute(self) -> dict[str, MetricMean]:
         """Means over images.
 
         Returns:
@@ -190,7 +197,7 @@ class MetricAccumulator:
             whose value was left out as undefined. Scalar metrics give Python floats/ints; vector
             metrics (e.g. ``band_nrmse``) give numpy arrays per component.
         """
-        out: dict[str, Any] = {}
+        out: dict[str, MetricMean] = {}
         for key in self.keys:
             s, n, u = self._state[key].cpu().unbind(0)
             mean = torch.where(n > 0, s / n.clamp(min=1), torch.full_like(s, math.nan))

@@ -45,7 +45,6 @@ cloud or shadow, so the tri-state mask of :func:`dsen2cr.cloudmask.cloud_shadow_
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import torch
@@ -101,7 +100,7 @@ DATA_RANGE = 1.0
 # --------------------------------------------------------------------------------------------
 
 
-def _as_float64(x: Any, device: torch.device | None = None) -> torch.Tensor:
+def _as_float64(x: np.ndarray | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         t = x.detach()
     else:
@@ -111,14 +110,16 @@ def _as_float64(x: Any, device: torch.device | None = None) -> torch.Tensor:
     return t.to(device=device if device is not None else t.device, dtype=torch.float64)
 
 
-def _batched_images(x: Any, name: str, device: torch.device | None = None) -> torch.Tensor:
+def _batched_images(
+    x: np.ndarray | torch.Tensor, name: str, device: torch.device | None = None
+) -> torch.Tensor:
     t = _as_float64(x, device)
     if t.ndim != 4:
         raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(t.shape)}")
     return t
 
 
-def _batched_mask(mask: Any, like: torch.Tensor) -> torch.Tensor:
+def _batched_mask(mask: np.ndarray | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Cloud-or-shadow mask as float64 (B, 1, H, W) with values {0, 1} (1 where mask != 0)."""
     m = mask.detach() if isinstance(mask, torch.Tensor) else torch.from_numpy(np.asarray(mask))
     m = m.to(like.device)
@@ -384,7 +385,7 @@ def batch_metrics(
     return out
 
 
-def _single(x: Any, name: str) -> torch.Tensor:
+def _single(x: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
     t = _as_float64(x)
     if t.ndim != 3:
         raise ValueError(f"{name} must have shape (C, H, W), got {tuple(t.shape)}")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Literal
 
 __all__ = [
     "DEFAULT_PROTOCOL",
@@ -94,7 +94,7 @@ class Protocol:
     sam_zero_norm: SamZeroNorm
     averaging: Averaging
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """JSON-able description (``psnr_perfect`` as ``"nan"``/``"inf"`` when not finite)."""
         out = asdict(self)
         if not math.isfinite(self.psnr_perfect):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -182,7 +181,7 @@ class SceneScore:
             self._ssim_sum += sums[0].numpy()
             self._ssim_positions += n
 
-    def compute(self) -> dict[str, Any]:
+    def compute(self) -> dict[str, object]:
         """The scene's metrics.
 
         Returns:
@@ -192,7 +191,7 @@ class SceneScore:
             ``ssim_positions``.
         """
         p, c = self._p, self.bands
-        out: dict[str, Any] = {}
+        out: dict[str, float] = {}
         for name, region in (("target", self._target), ("reprod", self._reprod),
                              ("recon", self._recon)):  # fmt: skip
             out[f"{name}_mae"], out[f"{name}_rmse"], out[f"{name}_sam"] = region.values(c, p)
@@ -204,7 +203,7 @@ class SceneScore:
         rng = self._band_max - self._band_min
         with np.errstate(invalid="ignore", divide="ignore"):
             nrmse = np.where(rng > 0, 100.0 * np.sqrt(self._band_sq / max(n, 1)) / rng, math.nan)
-        result = {k: out[k] for k in METRIC_KEYS}
+        result: dict[str, object] = {k: out[k] for k in METRIC_KEYS}
         result["band_nrmse"] = [float(v) for v in nrmse]
         result["covered_pixels"] = n
         result["cloud_fraction"] = self._cloud / n if n else math.nan

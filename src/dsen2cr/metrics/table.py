@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from dsen2cr.errors import DataError, DSen2CRError, InputNotFoundError
 from dsen2cr.metrics.protocols import DEFAULT_PROTOCOL, get_protocol, protocol_names
@@ -75,13 +75,17 @@ PAPER_PROTOCOL = DEFAULT_PROTOCOL
 """The protocol whose definitions the paper states (whole 256 px patches, no clipping)."""
 
 
-def _paper_row(values: Sequence[float]) -> dict[str, Any]:
-    row: dict[str, Any] = {c.key: v for c, v in zip(TABLE1_COLUMNS, values, strict=True)}
+TableRow: TypeAlias = dict[str, float | str]
+"""A row of :data:`PAPER_TABLE1`: metric key -> value, and ``"protocol"`` -> its name."""
+
+
+def _paper_row(values: Sequence[float]) -> TableRow:
+    row: TableRow = {c.key: v for c, v in zip(TABLE1_COLUMNS, values, strict=True)}
     row["protocol"] = PAPER_PROTOCOL
     return row
 
 
-PAPER_TABLE1: dict[str, dict[str, Any]] = {
+PAPER_TABLE1: dict[str, TableRow] = {
     "DSen2-CR on CARL": _paper_row((0.0290, 0.0204, 0.0266, 0.0366, 28.7, 8.15, 3.94, 8.04, 0.875)),
     "DSen2-CR on T": _paper_row((0.0270, 0.0398, 0.0266, 0.0343, 29.3, 8.07, 6.33, 8.13, 0.878)),
     "DSen2-CR on CARL w/o SAR": _paper_row(
@@ -100,7 +104,7 @@ class MixedProtocolsError(DSen2CRError, ValueError):
     """Rows computed under different metric protocols were put in one table."""
 
 
-def row_protocol(row: Mapping[str, Any]) -> str:
+def row_protocol(row: Mapping[str, object]) -> str:
     """The protocol name of a table row: its ``"protocol"`` entry (a name or a dict with
     ``"name"``), the default protocol when it has none."""
     value = row.get("protocol", DEFAULT_PROTOCOL)
@@ -109,7 +113,7 @@ def row_protocol(row: Mapping[str, Any]) -> str:
     return get_protocol(str(value)).name
 
 
-def format_table1(rows: Mapping[str, Mapping[str, Any]]) -> str:
+def format_table1(rows: Mapping[str, Mapping[str, object]]) -> str:
     """Lay out results like the paper's Table 1 as one Markdown table.
 
     Args:
@@ -142,8 +146,10 @@ def format_table1(rows: Mapping[str, Mapping[str, Any]]) -> str:
         cells = [str(name)]
         for col in TABLE1_COLUMNS:
             v = values.get(col.key)
-            ok = isinstance(v, (int, float)) and not math.isnan(float(v))
-            cells.append(_cell(float(v), col.fmt) if ok else "n/a")  # type: ignore[arg-type]
+            if isinstance(v, (int, float)) and not math.isnan(float(v)):
+                cells.append(_cell(float(v), col.fmt))
+            else:
+                cells.append("n/a")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -198,7 +204,7 @@ def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
     return check_result(data, p)
 
 
-def check_result(data: Any, source: str | os.PathLike[str]) -> dict[str, Any]:
+def check_result(data: object, source: str | os.PathLike[str]) -> dict[str, Any]:
     """Check that ``data`` has the shape of an evaluation result a table is made of.
 
     Accepted: a JSON object with ``"models"``, an object of at least one model name -> an
@@ -248,7 +254,7 @@ def check_result(data: Any, source: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def _json_type(value: Any) -> str:
+def _json_type(value: object) -> str:
     """The JSON type name of a parsed value (``list`` -> ``array``)."""
     if value is None:
         return "null"

@@ -13,6 +13,7 @@ import pytest
 from dsen2cr.demo import (
     NOSAR_NAME,
     SAR_NAME,
+    _DemoResult,
     _write_report,
     check_ordering,
     markdown_to_html,
@@ -135,8 +136,8 @@ def test_report_html_renders_its_markdown(tmp_path: Path) -> None:
     settings = {"data": {"rois": 6, "patches": 2, "size": 32}, "model": {"features": 8, "blocks": 1},
                 "epochs": 2, "crop_size": 32, "batch_size": 4}  # fmt: skip
     ordering = (False, "recon_mae: SAR 0.03 >= no-SAR 0.02 < identity 0.05")
-    _write_report(tmp_path, {"images": 4, "device": "cpu"}, table, ordering, settings,
-                  {"total": 1.0}, quick=True)  # fmt: skip
+    _write_report(tmp_path, _DemoResult({"images": 4, "device": "cpu"}, table, ordering, settings,
+                                        {"total": 1.0}, quick=True))  # fmt: skip
     md = (tmp_path / "report.md").read_text()
     assert f"(`{SAR_NAME}`)" in md and "| identity | 0.05 |" in md and "![" in md
     assert "for testing only" in md

@@ -22,7 +22,15 @@ The names below are imported on first use, so ``import dsen2cr`` and ``dsen2cr -
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what type checkers see; at run time the names are imported on first use
+    from dsen2cr.cloudmask import cloud_shadow_mask
+    from dsen2cr.errors import DSen2CRError
+    from dsen2cr.losses import carl_loss, l1_loss
+    from dsen2cr.metrics import image_metrics
+    from dsen2cr.models import DSen2CR, load_weights
+    from dsen2cr.scene.predict import PredictOptions, predict
 
 __version__ = "0.2.0"
 
@@ -33,15 +41,27 @@ _LAZY = {
     "carl_loss": "dsen2cr.losses",
     "l1_loss": "dsen2cr.losses",
     "image_metrics": "dsen2cr.metrics",
-    "predict": "dsen2cr.scene",
-    "PredictOptions": "dsen2cr.scene",
+    "predict": "dsen2cr.scene.predict",
+    "PredictOptions": "dsen2cr.scene.predict",
     "DSen2CRError": "dsen2cr.errors",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "DSen2CR",
+    "DSen2CRError",
+    "PredictOptions",
+    "__version__",
+    "carl_loss",
+    "cloud_shadow_mask",
+    "image_metrics",
+    "l1_loss",
+    "load_weights",
+    "predict",
+]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
+    """Import a public name of :data:`_LAZY` from its module on first use."""
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'dsen2cr' has no attribute {name!r}")

@@ -46,14 +46,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from dsen2cr.scaling import REFLECTANCE_SCALE, as_numpy, is_tensor
+from dsen2cr.scaling import REFLECTANCE_SCALE, as_numpy
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+"""A numpy array or a torch tensor: the detector runs on either and answers in kind."""
+StatValue = float | np.ndarray | torch.Tensor
+"""A shadow statistic: a float (one image), (B,) float64 values (a batch), or a float64 tensor."""
 
 MASK_RADIUS = 7
 """Pixels of context one mask pixel depends on (closing 2 + 2, mean 3; the median's 2 is inside),
@@ -98,10 +103,10 @@ class ShadowStats:
         b2_mean: mean of B2 reflectance.
     """
 
-    csi_min: Any
-    csi_mean: Any
-    b2_min: Any
-    b2_mean: Any
+    csi_min: StatValue
+    csi_mean: StatValue
+    b2_min: StatValue
+    b2_mean: StatValue
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -127,11 +132,14 @@ def _check_threshold(threshold: float) -> float:
 
 
 def _raw_score(
-    r: list[Any], div: Callable[[Any, float], Any], minimum: Callable, where: Callable
-) -> Any:
+    r: list[ArrayT],
+    div: Callable[[ArrayT, float], ArrayT],
+    minimum: Callable[[ArrayT, ArrayT | float], ArrayT],
+    where: Callable[[ArrayT, float, ArrayT], ArrayT],
+) -> ArrayT:
     """The pointwise cloud score before smoothing; same operations for numpy and torch."""
 
-    def rescale(x: Any, lo: float, hi: float) -> Any:
+    def rescale(x: ArrayT, lo: float, hi: float) -> ArrayT:
         return div(x - lo, hi - lo)
 
     b1, b2, b3, b4, b11 = r[_B1], r[_B2], r[_B3], r[_B4], r[_B11]
@@ -147,13 +155,21 @@ def _raw_score(
     return minimum(s, rescale(ndsi, 0.8, 0.6))
 
 
-def _thresholds(stats: ShadowStats) -> tuple[Any, Any]:
-    t3 = stats.csi_min + SHADOW_CSI_FACTOR * (stats.csi_mean - stats.csi_min)
-    t4 = stats.b2_min + SHADOW_B2_FACTOR * (stats.b2_mean - stats.b2_min)
+def _thresholds(
+    csi_min: ArrayT, csi_mean: ArrayT, b2_min: ArrayT, b2_mean: ArrayT
+) -> tuple[ArrayT, ArrayT]:
+    """The shadow test's CSI and B2 thresholds (reflectance) from the statistics, per image."""
+    t3 = csi_min + SHADOW_CSI_FACTOR * (csi_mean - csi_min)
+    t4 = b2_min + SHADOW_B2_FACTOR * (b2_mean - b2_min)
     return t3, t4
 
 
-def _mean_of(flat: Any, minimum: Any, tree_sum: Callable, div: Callable) -> Any:
+def _mean_of(
+    flat: ArrayT,
+    minimum: ArrayT,
+    tree_sum: Callable[[ArrayT], ArrayT],
+    div: Callable[[ArrayT, float], ArrayT],
+) -> ArrayT:
     """Per-row mean of (B, N) values with per-row minima (B,), as ``min + sum(x - min) / N``.
 
     The sum is a fixed-order pairwise sum.
@@ -162,11 +178,12 @@ def _mean_of(flat: Any, minimum: Any, tree_sum: Callable, div: Callable) -> Any:
     (a plain sum of n copies of a value need not be n times it), and the fixed order makes the
     result bit-identical in numpy and torch.
     """
-    return minimum + div(tree_sum(flat - minimum[:, None]), float(flat.shape[1]))
+    mean: ArrayT = minimum + div(tree_sum(flat - minimum[:, None]), float(flat.shape[1]))
+    return mean
 
 
 # --------------------------------------------------------------------------- numpy path
-def _np_batch(image: Any) -> tuple[np.ndarray, bool]:
+def _np_batch(image: np.ndarray) -> tuple[np.ndarray, bool]:
     arr = np.asarray(image)
     if not (
         np.issubdtype(arr.dtype, np.integer)
@@ -209,8 +226,10 @@ def _np_stats(csi: np.ndarray, b2: np.ndarray) -> ShadowStats:
     )
 
 
-def _np_stats_fields(stats: ShadowStats, batch: int) -> ShadowStats:
-    def conv(v: Any, name: str) -> np.ndarray:
+def _np_stats_fields(stats: ShadowStats, batch: int) -> list[np.ndarray]:
+    """The four statistics as (batch,) float64 arrays (numbers are repeated per image)."""
+
+    def conv(v: StatValue, name: str) -> np.ndarray:
         a = np.asarray(as_numpy(v), dtype=np.float64).reshape(-1)
         if a.size == 1:
             a = np.repeat(a, batch)
@@ -218,7 +237,7 @@ def _np_stats_fields(stats: ShadowStats, batch: int) -> ShadowStats:
             raise ValueError(f"shadow_stats.{name} must be a number or have {batch} values")
         return a
 
-    return ShadowStats(*(conv(getattr(stats, f), f) for f in _FIELDS))
+    return [conv(getattr(stats, f), f) for f in _FIELDS]
 
 
 _FIELDS = ("csi_min", "csi_mean", "b2_min", "b2_mean")
@@ -227,7 +246,8 @@ _FIELDS = ("csi_min", "csi_mean", "b2_min", "b2_mean")
 def _np_smooth(score: np.ndarray) -> np.ndarray:
     """Closing 5x5 (mirror borders), 7x7 zero-padded mean, clip; (B, H, W) float64."""
     closed = ndimage.grey_closing(score, size=(1, CLOSING_SIZE, CLOSING_SIZE), mode="reflect")
-    return np.clip(_np_box_mean(closed, MEAN_SIZE), *SCORE_CLIP)
+    smooth: np.ndarray = np.clip(_np_box_mean(closed, MEAN_SIZE), *SCORE_CLIP)
+    return smooth
 
 
 def _np_box_mean(x: np.ndarray, size: int) -> np.ndarray:
@@ -244,17 +264,18 @@ def _np_box_mean(x: np.ndarray, size: int) -> np.ndarray:
     return acc / float(size * size)
 
 
-def _np_shadow(csi: np.ndarray, b2: np.ndarray, stats: ShadowStats) -> np.ndarray:
-    t3, t4 = _thresholds(stats)
+def _np_shadow(csi: np.ndarray, b2: np.ndarray, stats: list[np.ndarray]) -> np.ndarray:
+    t3, t4 = _thresholds(*stats)
     candidate = np.where((csi < t3[:, None, None]) & (b2 < t4[:, None, None]), -1.0, 0.0)
     med = ndimage.median_filter(
         candidate, size=(1, MEDIAN_SIZE, MEDIAN_SIZE), mode="constant", cval=0.0
     )
-    return med < 0
+    shadow: np.ndarray = med < 0
+    return shadow
 
 
 def _np_score_and_shadow(
-    image: Any, stats: ShadowStats | None, want_shadow: bool = True
+    image: np.ndarray, stats: ShadowStats | None, want_shadow: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None, bool]:
     batch, batched = _np_batch(image)
     r = _np_reflectance(batch)
@@ -262,12 +283,12 @@ def _np_score_and_shadow(
     if not want_shadow:
         return score, None, batched
     csi = (r[_B8] + r[_B11]) / 2.0
-    stats = _np_stats(csi, r[_B2]) if stats is None else _np_stats_fields(stats, len(batch))
-    return score, _np_shadow(csi, r[_B2], stats), batched
+    fields = _np_stats_fields(_np_stats(csi, r[_B2]) if stats is None else stats, len(batch))
+    return score, _np_shadow(csi, r[_B2], fields), batched
 
 
 # --------------------------------------------------------------------------- torch path
-def _torch_batch(image: Any) -> tuple[Any, bool]:
+def _torch_batch(image: torch.Tensor) -> tuple[torch.Tensor, bool]:
     if image.is_complex():
         raise ValueError(f"cloud mask input must be real, got dtype {image.dtype}")
     _check_shape(tuple(image.shape), "torch tensor")
@@ -275,10 +296,16 @@ def _torch_batch(image: Any) -> tuple[Any, bool]:
     return (image if batched else image.unsqueeze(0)), batched
 
 
-def _torch_ops(device: Any) -> tuple[Callable, Callable]:
+def _torch_ops(
+    device: torch.device,
+) -> tuple[
+    Callable[[torch.Tensor, float], torch.Tensor],
+    Callable[[torch.Tensor, float, torch.Tensor], torch.Tensor],
+]:
+    """IEEE true division by a float and ``where`` with a float, on ``device``."""
     on_cpu = torch.device(device).type == "cpu"
 
-    def div(x: Any, c: float) -> Any:
+    def div(x: torch.Tensor, c: float) -> torch.Tensor:
         # On CUDA a CPU-scalar divisor is turned into a multiplication by its reciprocal (off by
         # one ulp at times); a 0-dim tensor on the device keeps IEEE true division, as numpy
         # does. The CPU kernel divides truly for float64 either way (and faster by a scalar).
@@ -287,26 +314,26 @@ def _torch_ops(device: Any) -> tuple[Callable, Callable]:
         # torch.full fills on the device: no host-to-device copy (and no stream sync) per call
         return x / torch.full((), c, dtype=torch.float64, device=device)
 
-    def where(cond: Any, a: float, b: Any) -> Any:
+    def where(cond: torch.Tensor, a: float, b: torch.Tensor) -> torch.Tensor:
         return torch.where(cond, torch.full((), a, dtype=b.dtype, device=device), b)
 
     return div, where
 
 
-def _torch_minimum(a: Any, b: Any) -> Any:
-    if not is_tensor(b):
+def _torch_minimum(a: torch.Tensor, b: torch.Tensor | float) -> torch.Tensor:
+    if not isinstance(b, torch.Tensor):
         return torch.clamp(a, max=b)
     return torch.minimum(a, b)
 
 
-def _torch_reflectance(batch: Any) -> list[Any]:
+def _torch_reflectance(batch: torch.Tensor) -> list[torch.Tensor]:
     sub = torch.stack([batch[:, b] for b in _USED_BANDS], 1).to(torch.float64)
     div, _ = _torch_ops(batch.device)
     sub = div(sub, REFLECTANCE_SCALE)
     return list(sub.unbind(1))
 
 
-def _torch_tree_sum(x: Any) -> Any:
+def _torch_tree_sum(x: torch.Tensor) -> torch.Tensor:
     """Per-row sum of a (B, N) tensor in the same fixed pairwise order as :func:`_np_tree_sum`."""
     n = x.shape[1]
     size = 1 << max(n - 1, 0).bit_length()
@@ -318,7 +345,7 @@ def _torch_tree_sum(x: Any) -> Any:
     return x[:, 0]
 
 
-def _torch_stats(csi: Any, b2: Any) -> ShadowStats:
+def _torch_stats(csi: torch.Tensor, b2: torch.Tensor) -> ShadowStats:
     flat_csi = csi.reshape(csi.shape[0], -1)
     flat_b2 = b2.reshape(b2.shape[0], -1)
     csi_min = flat_csi.amin(dim=1)
@@ -332,8 +359,12 @@ def _torch_stats(csi: Any, b2: Any) -> ShadowStats:
     )
 
 
-def _torch_stats_fields(stats: ShadowStats, batch: int, device: Any) -> ShadowStats:
-    def conv(v: Any, name: str) -> Any:
+def _torch_stats_fields(
+    stats: ShadowStats, batch: int, device: torch.device
+) -> list[torch.Tensor]:
+    """The four statistics as (batch,) float64 tensors on ``device`` (numbers repeated)."""
+
+    def conv(v: StatValue, name: str) -> torch.Tensor:
         t = torch.as_tensor(v, dtype=torch.float64).to(device).reshape(-1)
         if t.numel() == 1:
             t = t.expand(batch)
@@ -341,26 +372,26 @@ def _torch_stats_fields(stats: ShadowStats, batch: int, device: Any) -> ShadowSt
             raise ValueError(f"shadow_stats.{name} must be a number or have {batch} values")
         return t
 
-    return ShadowStats(*(conv(getattr(stats, f), f) for f in _FIELDS))
+    return [conv(getattr(stats, f), f) for f in _FIELDS]
 
 
-def _mirror_index(n: int, pad: int, device: Any) -> Any:
+def _mirror_index(n: int, pad: int, device: torch.device) -> torch.Tensor:
     """Indices of a "d c b a | a b c d | d c b a" mirror padding (scipy mode 'reflect')."""
     i = torch.arange(-pad, n + pad, device=device) % (2 * n)
     return torch.where(i >= n, 2 * n - 1 - i, i)
 
 
-def _torch_mirror_pad(x: Any, pad: int) -> Any:
+def _torch_mirror_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     x = x.index_select(-2, _mirror_index(h, pad, x.device))
     return x.index_select(-1, _mirror_index(w, pad, x.device))
 
 
-def _torch_smooth(score: Any) -> Any:
+def _torch_smooth(score: torch.Tensor) -> torch.Tensor:
     """(B, H, W) float64 -> closing 5x5 (mirror borders), 7x7 zero-padded mean, clip."""
     p, k = CLOSING_SIZE // 2, CLOSING_SIZE
 
-    def max5x5(t: Any) -> Any:  # separable flat 5x5 maximum, no padding (exact)
+    def max5x5(t: torch.Tensor) -> torch.Tensor:  # separable flat 5x5 maximum, no padding (exact)
         return F.max_pool2d(F.max_pool2d(t, (1, k), stride=1), (k, 1), stride=1)
 
     x = score.unsqueeze(1)
@@ -370,7 +401,7 @@ def _torch_smooth(score: Any) -> Any:
     return torch.clamp(mean, *SCORE_CLIP)
 
 
-def _torch_box_mean(x: Any, size: int) -> Any:
+def _torch_box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
     """Zero-padded size x size mean of (B, H, W); same summation order as :func:`_np_box_mean`."""
 
     h, w = x.shape[-2:]
@@ -386,9 +417,8 @@ def _torch_box_mean(x: Any, size: int) -> Any:
     return div(acc, float(size * size))
 
 
-def _torch_shadow(csi: Any, b2: Any, stats: ShadowStats) -> Any:
-
-    t3, t4 = _thresholds(stats)
+def _torch_shadow(csi: torch.Tensor, b2: torch.Tensor, stats: list[torch.Tensor]) -> torch.Tensor:
+    t3, t4 = _thresholds(*stats)
     candidate = (csi < t3[:, None, None]) & (b2 < t4[:, None, None])
     # The median of 25 values from {-1, 0} is -1 exactly when at least 13 of them are -1;
     # zero padding contributes 0s. Counting is exact in float64.
@@ -404,8 +434,8 @@ def _torch_shadow(csi: Any, b2: Any, stats: ShadowStats) -> Any:
 
 
 def _torch_score_and_shadow(
-    image: Any, stats: ShadowStats | None, want_shadow: bool = True
-) -> tuple[Any, Any, bool]:
+    image: torch.Tensor, stats: ShadowStats | None, want_shadow: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
     batch, batched = _torch_batch(image)
     with torch.no_grad():
         r = _torch_reflectance(batch)
@@ -414,15 +444,13 @@ def _torch_score_and_shadow(
         if not want_shadow:
             return score, None, batched
         csi = div(r[_B8] + r[_B11], 2.0)
-        if stats is None:
-            stats = _torch_stats(csi, r[_B2])
-        else:
-            stats = _torch_stats_fields(stats, batch.shape[0], batch.device)
-        return score, _torch_shadow(csi, r[_B2], stats), batched
+        own = _torch_stats(csi, r[_B2]) if stats is None else stats
+        fields = _torch_stats_fields(own, batch.shape[0], batch.device)
+        return score, _torch_shadow(csi, r[_B2], fields), batched
 
 
 # --------------------------------------------------------------------------- public API
-def cloud_score(image: Any) -> Any:
+def cloud_score(image: ArrayT) -> ArrayT:
     """The smoothed continuous cloud score (before thresholding).
 
     Args:
@@ -433,14 +461,14 @@ def cloud_score(image: Any) -> Any:
         float64 score in [1e-5, 1] of shape (H, W) or (B, H, W), numpy or torch like the input
         (torch on the input's device).
     """
-    if is_tensor(image):
-        score, _, batched = _torch_score_and_shadow(image, None, want_shadow=False)
-    else:
-        score, _, batched = _np_score_and_shadow(image, None, want_shadow=False)
+    if isinstance(image, torch.Tensor):
+        score_t, _, batched = _torch_score_and_shadow(image, None, want_shadow=False)
+        return score_t if batched else score_t[0]
+    score, _, batched = _np_score_and_shadow(image, None, want_shadow=False)
     return score if batched else score[0]
 
 
-def shadow_statistics(image: Any) -> ShadowStats:
+def shadow_statistics(image: np.ndarray | torch.Tensor) -> ShadowStats:
     """Image-wide statistics of the shadow test (min and mean of CSI and of B2 reflectance).
 
     Args:
@@ -450,12 +478,12 @@ def shadow_statistics(image: Any) -> ShadowStats:
         :class:`ShadowStats`; fields are floats for one numpy image, (B,) float64 arrays for a
         numpy batch, float64 tensors of shape () or (B,) on the input's device for torch input.
     """
-    if is_tensor(image):
-        batch, _ = _torch_batch(image)
+    if isinstance(image, torch.Tensor):
+        batch_t, _ = _torch_batch(image)
         with torch.no_grad():
-            r = _torch_reflectance(batch)
-            div, _ = _torch_ops(batch.device)
-            stats = _torch_stats(div(r[_B8] + r[_B11], 2.0), r[_B2])
+            rt = _torch_reflectance(batch_t)
+            div, _ = _torch_ops(batch_t.device)
+            stats = _torch_stats(div(rt[_B8] + rt[_B11], 2.0), rt[_B2])
         if image.ndim == 3:
             stats = ShadowStats(*(getattr(stats, f)[0] for f in _FIELDS))
         return stats
@@ -468,8 +496,8 @@ def shadow_statistics(image: Any) -> ShadowStats:
 
 
 def cloud_shadow_mask(
-    image: Any, threshold: float = DEFAULT_THRESHOLD, shadow_stats: ShadowStats | None = None
-) -> Any:
+    image: ArrayT, threshold: float = DEFAULT_THRESHOLD, shadow_stats: ShadowStats | None = None
+) -> ArrayT:
     """Cloud (1) / shadow (-1) / clear (0) mask of Sentinel-2 L1C images.
 
     Args:
@@ -489,19 +517,21 @@ def cloud_shadow_mask(
             finite.
     """
     thr = _check_threshold(threshold)
-    if is_tensor(image):
-        score, shadow, batched = _torch_score_and_shadow(image, shadow_stats)
-        one = torch.ones((), dtype=torch.int8, device=score.device)
-        mask: Any = torch.where(score >= thr, one, torch.where(shadow, -one, 0 * one))
-    else:
-        score, shadow_np, batched = _np_score_and_shadow(image, shadow_stats)
-        mask = np.where(score >= thr, 1, np.where(shadow_np, -1, 0)).astype(np.int8)  # type: ignore[arg-type]
+    if isinstance(image, torch.Tensor):
+        score_t, shadow, batched = _torch_score_and_shadow(image, shadow_stats)
+        assert shadow is not None
+        one = torch.ones((), dtype=torch.int8, device=score_t.device)
+        mask_t = torch.where(score_t >= thr, one, torch.where(shadow, -one, 0 * one))
+        return mask_t if batched else mask_t[0]
+    score, shadow_np, batched = _np_score_and_shadow(image, shadow_stats)
+    assert shadow_np is not None
+    mask = np.where(score >= thr, 1, np.where(shadow_np, -1, 0)).astype(np.int8)
     return mask if batched else mask[0]
 
 
 def binary_mask(
-    image: Any, threshold: float = DEFAULT_THRESHOLD, shadow_stats: ShadowStats | None = None
-) -> Any:
+    image: ArrayT, threshold: float = DEFAULT_THRESHOLD, shadow_stats: ShadowStats | None = None
+) -> ArrayT:
     """Cloud-or-shadow mask for CARL and the metrics (1 = cloud or shadow).
 
     Args:
@@ -513,9 +543,9 @@ def binary_mask(
         (H, W) or (B, H, W): numpy uint8 {0, 1} for numpy input, torch bool for torch input.
     """
     mask = cloud_shadow_mask(image, threshold, shadow_stats)
-    if is_tensor(mask):
+    if isinstance(mask, torch.Tensor):
         return mask != 0
-    return (mask != 0).astype(np.uint8)
+    return np.asarray(mask != 0).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- scenes

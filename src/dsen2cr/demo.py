@@ -35,6 +35,7 @@ import os
 import shutil
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -304,18 +305,31 @@ def markdown_to_html(text: str) -> str:
     return str(md.convert(text))
 
 
-def _report_markdown(
-    out: Path,
-    result: dict[str, Any],
-    table: str,
-    ordering: tuple[bool, str],
-    settings: dict[str, Any],
-    timings: dict[str, float],
-    quick: bool,
-) -> tuple[list[str], str, list[str]]:
+@dataclass(frozen=True)
+class _DemoResult:
+    """What the report of one demo run says.
+
+    Attributes:
+        result: the evaluation's ``metrics.json`` content.
+        table: the Table 1 Markdown (``table.md``).
+        ordering: the reconstruction check (passed, message).
+        settings: the demo's settings (:data:`DEMO_SETTINGS`).
+        timings: wall seconds of each step.
+        quick: tiny settings were used.
+    """
+
+    result: dict[str, Any]
+    table: str
+    ordering: tuple[bool, str]
+    settings: dict[str, Any]
+    timings: dict[str, float]
+    quick: bool
+
+
+def _report_markdown(out: Path, run: _DemoResult) -> tuple[list[str], str, list[str]]:
     """The report's Markdown blocks: those before the reconstruction check, the check, the rest."""
-    ok, msg = ordering
-    s = settings
+    ok, msg = run.ordering
+    s, result, table = run.settings, run.result, run.table
     kinds = [k for _, _, k in roi_plan(s["data"]["rois"])]
     intro = (
         f"Synthetic SEN12MS-CR: {s['data']['rois']} ROIs ({kinds.count('train')} train, "
@@ -326,9 +340,9 @@ def _report_markdown(
         f"NAdam lr {DEMO_LR:g} with cosine decay: with SAR (`{SAR_NAME}`) and without (`{NOSAR_NAME}`); "
         "`identity` returns the cloudy input."
     )
-    if quick:
+    if run.quick:
         intro += " **Quick mode: tiny settings that check the pipeline; no learning expected.**"
-    time_line = ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+    time_line = ", ".join(f"{k} {v:.0f} s" for k, v in run.timings.items())
     head = [
         "# dsen2cr demo report",
         intro,
@@ -355,22 +369,14 @@ def _report_markdown(
     return head, check, tail
 
 
-def _write_report(
-    out: Path,
-    result: dict[str, Any],
-    table: str,
-    ordering: tuple[bool, str],
-    settings: dict[str, Any],
-    timings: dict[str, float],
-    quick: bool,
-) -> None:
+def _write_report(out: Path, run: _DemoResult) -> None:
     """Write ``report.md`` and the same report rendered as ``report.html``."""
-    head, check, tail = _report_markdown(out, result, table, ordering, settings, timings, quick)
+    head, check, tail = _report_markdown(out, run)
     with atomic_output(out / "report.md") as tmp:
         tmp.write_text("\n\n".join([*head, check, *tail]) + "\n")
     body = "\n".join([
         markdown_to_html("\n\n".join(head)),
-        f'<div class="{"ok" if ordering[0] else "warning"}">{markdown_to_html(check)}</div>',
+        f'<div class="{"ok" if run.ordering[0] else "warning"}">{markdown_to_html(check)}</div>',
         markdown_to_html("\n\n".join(tail)),
     ])  # fmt: skip
     with atomic_output(out / "report.html") as tmp:
@@ -435,38 +441,9 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     s = DEMO_SETTINGS["quick" if quick else "full"]
     timings: dict[str, float] = {}
-    t0 = t_start = time.perf_counter()
-
-    data_root = out / "data"
-    if data_root.exists():
-        shutil.rmtree(data_root)
-    print(
-        f"[demo] generating synthetic SEN12MS-CR: {s['data']['rois']} ROIs x "
-        f"{s['data']['patches']} patches of {s['data']['size']} px -> {data_root}",
-        flush=True,
-    )
-    generate_dataset(data_root, seed=seed, **s["data"])
-    timings["data"] = time.perf_counter() - t0
-
-    runs_dir = out / "runs"
-    if runs_dir.exists():
-        shutil.rmtree(runs_dir)
-    weights: dict[str, Path] = {}
-    curves: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
-    for name, sar in ((SAR_NAME, True), (NOSAR_NAME, False)):
-        t0 = time.perf_counter()
-        config = demo_config(name, sar, data_root, runs_dir, quick=quick, device=device, seed=seed)
-        with atomic_output(out / "configs" / f"{name}.yaml") as tmp:
-            tmp.write_text(_CONFIG_HEADER + yaml.safe_dump(copy.deepcopy(config), sort_keys=False))
-        print(f"[demo] training {name} ({'with' if sar else 'without'} SAR)", flush=True)
-        res = train(config, callbacks=[cosine_lr_callback()])
-        weights[name] = Path(res.weights)
-        curves[name] = {
-            _pretty_series(k): v
-            for k, v in sorted(read_loss_curves(res.run_dir).items(), key=lambda kv: "val" in kv[0])
-        }
-        timings[f"train {name}"] = time.perf_counter() - t0
-
+    t_start = time.perf_counter()
+    data_root = _generate_data(out, s, seed, timings)
+    weights, curves = _train_models(out, data_root, quick, device, seed, timings)
     t0 = time.perf_counter()
     print("[demo] evaluating on the held-out test split", flush=True)
     result = evaluate(
@@ -489,13 +466,76 @@ def run_demo(
             title="Demo training: loss per epoch (scaled domain)",
         )
     timings["total"] = time.perf_counter() - t_start
-
-    table = format_table(result)
     ordering = check_ordering(result)
-    _write_report(out, result, (out / "table.md").read_text(), ordering, s, timings, quick)
+    table_md = (out / "table.md").read_text()
+    _write_report(out, _DemoResult(result, table_md, ordering, s, timings, quick))
     if not keep_data:
         shutil.rmtree(data_root, ignore_errors=True)
+    summary = {
+        "metrics": result,
+        "ordering_ok": ordering[0],
+        "ordering": ordering[1],
+        "report": str(out / "report.md"),
+        "weights": {name: str(path) for name, path in weights.items()},
+        "seconds": timings,
+    }
+    with atomic_output(out / "demo.json") as tmp:
+        tmp.write_text(
+            json.dumps({k: v for k, v in summary.items() if k != "metrics"}, indent=2) + "\n"
+        )
+    _print_summary(out, format_table(result), ordering, timings["total"], weights)
+    return summary
 
+
+def _generate_data(
+    out: Path, s: dict[str, Any], seed: int, timings: dict[str, float]
+) -> Path:
+    """The synthetic dataset of the demo under ``out/data`` (a previous one is replaced)."""
+    t0 = time.perf_counter()
+    data_root = out / "data"
+    if data_root.exists():
+        shutil.rmtree(data_root)
+    print(
+        f"[demo] generating synthetic SEN12MS-CR: {s['data']['rois']} ROIs x "
+        f"{s['data']['patches']} patches of {s['data']['size']} px -> {data_root}",
+        flush=True,
+    )
+    generate_dataset(data_root, seed=seed, **s["data"])
+    timings["data"] = time.perf_counter() - t0
+    return data_root
+
+
+def _train_models(
+    out: Path, data_root: Path, quick: bool, device: str | None, seed: int,
+    timings: dict[str, float],
+) -> tuple[dict[str, Path], dict[str, dict[str, tuple[list[int], list[float]]]]]:  # fmt: skip
+    """Train the demo's two models (with and without SAR) under ``out/runs``; their configs go
+    to ``out/configs``. Returns the exported weights and the loss curves of each model."""
+    runs_dir = out / "runs"
+    if runs_dir.exists():
+        shutil.rmtree(runs_dir)
+    weights: dict[str, Path] = {}
+    curves: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
+    for name, sar in ((SAR_NAME, True), (NOSAR_NAME, False)):
+        t0 = time.perf_counter()
+        config = demo_config(name, sar, data_root, runs_dir, quick=quick, device=device, seed=seed)
+        with atomic_output(out / "configs" / f"{name}.yaml") as tmp:
+            tmp.write_text(_CONFIG_HEADER + yaml.safe_dump(copy.deepcopy(config), sort_keys=False))
+        print(f"[demo] training {name} ({'with' if sar else 'without'} SAR)", flush=True)
+        res = train(config, callbacks=[cosine_lr_callback()])
+        weights[name] = Path(res.weights)
+        curves[name] = {
+            _pretty_series(k): v
+            for k, v in sorted(read_loss_curves(res.run_dir).items(), key=lambda kv: "val" in kv[0])
+        }
+        timings[f"train {name}"] = time.perf_counter() - t0
+    return weights, curves
+
+
+def _print_summary(
+    out: Path, table: str, ordering: tuple[bool, str], total: float, weights: dict[str, Path]
+) -> None:
+    """The demo's last lines: the table, the reconstruction check, the report and the weights."""
     print(table, end="")
     ok, msg = ordering
     if ok:
@@ -505,22 +545,9 @@ def run_demo(
             "[demo] WARNING: reconstruction check failed, expected recon MAE "
             f"SAR < no-SAR < identity; got {msg}"
         )
-    print(f"[demo] done in {timings['total']:.0f} s. Report: {(out / 'report.md').resolve()}")
+    print(f"[demo] done in {total:.0f} s. Report: {(out / 'report.md').resolve()}")
     print(f"[demo]                  HTML: {(out / 'report.html').resolve()}")
-    summary = {
-        "metrics": result,
-        "ordering_ok": ok,
-        "ordering": msg,
-        "report": str(out / "report.md"),
-        "weights": {name: str(path) for name, path in weights.items()},
-        "seconds": timings,
-    }
-    with atomic_output(out / "demo.json") as tmp:
-        tmp.write_text(
-            json.dumps({k: v for k, v in summary.items() if k != "metrics"}, indent=2) + "\n"
-        )
     for line in textwrap.wrap(f"weights, {TEST_WEIGHTS_NOTE}:", width=92):
         print(f"[demo] {line}")
     for name, path in weights.items():
         print(f"[demo]   {name}: {path.resolve()}")
-    return summary

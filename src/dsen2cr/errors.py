@@ -22,7 +22,6 @@ import contextlib
 import contextvars
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
 
 _FIELD = re.compile(r"\{(\w+)\}")
 _BARE = None
@@ -32,7 +31,7 @@ _FLAG_OF: contextvars.ContextVar[Callable[[str], str] | None] = contextvars.Cont
 )
 
 
-def _mention(name: str, value: Any) -> str:
+def _mention(name: str, value: object) -> str:
     flag_of = _FLAG_OF.get()
     if flag_of is None:
         return name if value is _BARE else f"{name}={value!r}"
@@ -53,7 +52,7 @@ class Text:
             for False).
     """
 
-    def __init__(self, template: str, **params: Any) -> None:
+    def __init__(self, template: str, **params: object) -> None:
         self.template = template
         self.params = params
 
@@ -86,26 +85,28 @@ class DSen2CRError(Exception):
         params: the mentioned parameters (see :class:`Text`).
     """
 
-    def __init__(self, message: str = "", **params: Any) -> None:
+    def __init__(self, message: str = "", **params: object) -> None:
         super().__init__(message)
         self.text = Text(message, **params)
 
     def __str__(self) -> str:
         return str(self.text)
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> tuple[object, ...]:
         # rebuilt without calling __init__ (subclasses take other arguments), params kept
         state = {**self.__dict__, "errno": getattr(self, "errno", None)}
         return (_restore, (type(self), self.args, state))
 
 
-def _restore(cls: type[DSen2CRError], args: tuple[Any, ...], state: dict[str, Any]) -> DSen2CRError:
+def _restore(
+    cls: type[DSen2CRError], args: tuple[object, ...], state: dict[str, object]
+) -> DSen2CRError:
     obj = cls.__new__(cls)
     Exception.__init__(obj, *args)
     errno = state.pop("errno", None)
     obj.__dict__.update(state)
     if isinstance(obj, OSError):
-        obj.errno = errno
+        obj.errno = errno if isinstance(errno, int) else None
     return obj
 
 
@@ -116,7 +117,7 @@ class DataError(DSen2CRError, ValueError):
 class InputNotFoundError(DataError, FileNotFoundError):
     """An input file or folder does not exist."""
 
-    def __init__(self, message: str = "", **params: Any) -> None:
+    def __init__(self, message: str = "", **params: object) -> None:
         DataError.__init__(self, message, **params)
 
 
@@ -127,7 +128,7 @@ class WeightsError(DSen2CRError, ValueError):
 class WeightsNotFoundError(WeightsError, FileNotFoundError):
     """A weight file does not exist."""
 
-    def __init__(self, message: str = "", **params: Any) -> None:
+    def __init__(self, message: str = "", **params: object) -> None:
         WeightsError.__init__(self, message, **params)
 
 
@@ -143,7 +144,7 @@ class OptionError(DSen2CRError, ValueError):
         problem: what is wrong, e.g. ``"must be an integer >= 16, got 8"``.
     """
 
-    def __init__(self, option: str, problem: str, **params: Any) -> None:
+    def __init__(self, option: str, problem: str, **params: object) -> None:
         super().__init__(problem, **params)
         self.args = (f"{option} {problem}",)
         self.option = option

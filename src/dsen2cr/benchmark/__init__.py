@@ -4,7 +4,8 @@
 * :mod:`dsen2cr.benchmark.model` - inference, the training step, bf16 error, the ladder;
 * :mod:`dsen2cr.benchmark.scene` - end-to-end prediction of a generated scene;
 * :mod:`dsen2cr.benchmark.io` - the scene path without the network, against GDAL's COG driver;
-* :mod:`dsen2cr.benchmark.run` - :func:`run_benchmark`, the sections and their sizes.
+* :mod:`dsen2cr.benchmark.run` - :func:`run_benchmark`, the sections and their sizes
+  (:class:`~dsen2cr.benchmark.timing.BenchmarkSizes`).
 """
 
 from dsen2cr.benchmark.io import IdentityNetwork, bench_io
@@ -20,12 +21,17 @@ from dsen2cr.benchmark.model import (
 from dsen2cr.benchmark.run import (
     DEFAULT_SECTIONS,
     SECTIONS,
-    BenchmarkSizes,
     benchmark_sizes,
     run_benchmark,
 )
 from dsen2cr.benchmark.scene import bench_scene, make_inputs
-from dsen2cr.benchmark.timing import RunSettings, cpu_model, device_info, measure_peak
+from dsen2cr.benchmark.timing import (
+    BenchmarkSizes,
+    RunSettings,
+    cpu_model,
+    device_info,
+    measure_peak,
+)
 
 __all__ = [
     "BF16_MAE_LIMIT",

@@ -20,6 +20,7 @@ import torch
 from dsen2cr import scaling
 from dsen2cr.benchmark.timing import (
     WEIGHTS_SEED,
+    BenchmarkSizes,
     RunSettings,
     cudnn_benchmark,
     free,
@@ -127,7 +128,7 @@ def make_train_batch(
         for i in range(batch_size)
     ]
 
-    def stack(key: str, fn: Callable[[Any], Any]) -> torch.Tensor:
+    def stack(key: str, fn: Callable[[np.ndarray], np.ndarray]) -> torch.Tensor:
         return torch.stack([torch.from_numpy(np.asarray(fn(s[key]))) for s in scenes]).to(device)
 
     return {
@@ -249,16 +250,9 @@ def bench_bf16(
         "patches", "within_1e-2", "tf32" (the same for TF32, CUDA), "per_patch", ...}``, or
         ``{"skipped": reason}`` when the folder or its patches are absent.
     """
-    if realdata is None:
-        return {"skipped": str(Text("no folder of real patches given ({realdata})", realdata=None))}
-    folder = Path(realdata)
-    if not folder.is_dir():
-        return {"skipped": f"real-data folder not found: {folder}"}
-    files = sorted(folder.glob("*_s2_cloudy.tif"))
-    if not files:
-        return {"skipped": f"no *_s2_cloudy.tif in {folder}"}
-    if max_patches is not None:
-        files = files[:max_patches]
+    files = _real_patches(realdata, max_patches)
+    if isinstance(files, str):
+        return {"skipped": files}
     if weights is not None:
         model = DSen2CR.from_pretrained(weights)
         weights_desc = str(weights)
@@ -267,58 +261,80 @@ def bench_bf16(
         weights_desc = f"random init, seed {WEIGHTS_SEED}"
     prepare_model(model.eval(), device, SpeedOptions(channels_last=channels_last))
     cuda = device.type == "cuda"
-    per_patch: list[dict[str, Any]] = []
-    maes: list[float] = []
-    maxes: list[float] = []
-    tf32_maes: list[float] = []
-    tf32_maxes: list[float] = []
-    for s2_path in files:
-        pid = s2_path.name.removesuffix("_s2_cloudy.tif")
-        s1_path = s2_path.with_name(f"{pid}_s1.tif")
-        s2 = _read_patch(s2_path, 13, "S2 patch").astype(np.float32)
-        s1 = _read_patch(s1_path, 2, "S1 patch").astype(np.float32)
-        if s1.shape[1:] != s2.shape[1:]:
-            raise DSen2CRError(f"{s1_path} is {s1.shape[1:]} pixels, {s2_path} {s2.shape[1:]}")
-        h, w = s2.shape[1:]
-        if crop is not None and crop < min(h, w):
-            r, c = (h - crop) // 2, (w - crop) // 2
-            s2, s1 = s2[:, r : r + crop, c : c + crop], s1[:, r : r + crop, c : c + crop]
-        optical = to_memory_format(s2_to_scaled(torch.from_numpy(s2))[None].to(device), channels_last)
-        sar = torch.nan_to_num(s1_to_scaled(torch.from_numpy(s1)), nan=0.0)[None].to(device)
-        sar = to_memory_format(sar, channels_last)
-        with torch.inference_mode():
-            with precision_mode(device, "fp32"):
-                ref = model(optical, sar).float()
-            with precision_mode(device, "bf16"):
-                low = model(optical, sar).float()
-            diff = scaled_to_reflectance((low - ref).abs())
-            mae, mx = float(diff.mean()), float(diff.max())
-            if cuda:
-                with precision_mode(device, "tf32"):
-                    d32 = scaled_to_reflectance((model(optical, sar).float() - ref).abs())
-                tf32_maes.append(float(d32.mean()))
-                tf32_maxes.append(float(d32.max()))
-        maes.append(mae)
-        maxes.append(mx)
-        per_patch.append({
-            "id": pid, "size": list(s2.shape[1:]),
-            "mae_reflectance": sig(mae, 4), "max_abs_reflectance": sig(mx, 4),
-            **({"tf32_mae_reflectance": sig(tf32_maes[-1], 4)} if cuda else {}),
-        })  # fmt: skip
+    per_patch = [
+        _patch_errors(model, device, s2_path, crop, channels_last) for s2_path in files
+    ]
+    maes = [p["mae"] for p in per_patch]
     mae = statistics.fmean(maes)
     return {
-        "folder": str(folder),
+        "folder": str(Path(str(realdata))),
         "weights": weights_desc,
         "patches": len(per_patch),
         "crop": crop,
         "fp32_reference": "float32, TF32 convolutions off" if cuda else "float32",
         "mae_reflectance": sig(mae, 4),
-        "max_abs_reflectance": sig(max(maxes), 4),
+        "max_abs_reflectance": sig(max(p["max"] for p in per_patch), 4),
         "limit": BF16_MAE_LIMIT,
         "within_1e-2": bool(mae <= BF16_MAE_LIMIT),
-        "tf32": _tf32_errors(tf32_maes, tf32_maxes) if cuda else "CUDA only",
-        "per_patch": per_patch,
-    }
+        "tf32": _tf32_errors([p["tf32_mae"] for p in per_patch],
+                             [p["tf32_max"] for p in per_patch]) if cuda else "CUDA only",
+        "per_patch": [p["record"] for p in per_patch],
+    }  # fmt: skip
+
+
+def _real_patches(
+    realdata: str | os.PathLike[str] | None, max_patches: int | None
+) -> list[Path] | str:
+    """The ``*_s2_cloudy.tif`` of ``realdata`` (sorted, the first ``max_patches``), or why the
+    section is skipped."""
+    if realdata is None:
+        return str(Text("no folder of real patches given ({realdata})", realdata=None))
+    folder = Path(realdata)
+    if not folder.is_dir():
+        return f"real-data folder not found: {folder}"
+    files = sorted(folder.glob("*_s2_cloudy.tif"))
+    if not files:
+        return f"no *_s2_cloudy.tif in {folder}"
+    return files[:max_patches] if max_patches is not None else files
+
+
+def _patch_errors(
+    model: torch.nn.Module, device: torch.device, s2_path: Path, crop: int | None,
+    channels_last: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """bf16 (and on CUDA TF32) against IEEE float32 on one real patch, in reflectance:
+    ``{"mae", "max", "tf32_mae", "tf32_max", "record"}`` (``record``: the JSON entry)."""
+    pid = s2_path.name.removesuffix("_s2_cloudy.tif")
+    s1_path = s2_path.with_name(f"{pid}_s1.tif")
+    s2 = _read_patch(s2_path, 13, "S2 patch").astype(np.float32)
+    s1 = _read_patch(s1_path, 2, "S1 patch").astype(np.float32)
+    if s1.shape[1:] != s2.shape[1:]:
+        raise DSen2CRError(f"{s1_path} is {s1.shape[1:]} pixels, {s2_path} {s2.shape[1:]}")
+    h, w = s2.shape[1:]
+    if crop is not None and crop < min(h, w):
+        r, c = (h - crop) // 2, (w - crop) // 2
+        s2, s1 = s2[:, r : r + crop, c : c + crop], s1[:, r : r + crop, c : c + crop]
+    optical = s2_to_scaled(torch.from_numpy(s2))[None].to(device)
+    optical = to_memory_format(optical, channels_last)
+    sar = torch.nan_to_num(s1_to_scaled(torch.from_numpy(s1)), nan=0.0)[None].to(device)
+    sar = to_memory_format(sar, channels_last)
+    out: dict[str, Any] = {}
+    with torch.inference_mode():
+        with precision_mode(device, "fp32"):
+            ref = model(optical, sar).float()
+        with precision_mode(device, "bf16"):
+            diff = scaled_to_reflectance((model(optical, sar).float() - ref).abs())
+        out["mae"], out["max"] = float(diff.mean()), float(diff.max())
+        if device.type == "cuda":
+            with precision_mode(device, "tf32"):
+                d32 = scaled_to_reflectance((model(optical, sar).float() - ref).abs())
+            out["tf32_mae"], out["tf32_max"] = float(d32.mean()), float(d32.max())
+    out["record"] = {
+        "id": pid, "size": list(s2.shape[1:]),
+        "mae_reflectance": sig(out["mae"], 4), "max_abs_reflectance": sig(out["max"], 4),
+        **({"tf32_mae_reflectance": sig(out["tf32_mae"], 4)} if "tf32_mae" in out else {}),
+    }  # fmt: skip
+    return out
 
 
 def _tf32_errors(maes: list[float], maxes: list[float]) -> dict[str, Any]:
@@ -407,7 +423,7 @@ def ladder_rungs(device_type: str) -> list[tuple[str, RunSettings]]:
 
 def bench_ladder(
     device: torch.device,
-    sizes: Any,
+    sizes: BenchmarkSizes,
     *,
     features: int = 256,
     blocks: int = 16,

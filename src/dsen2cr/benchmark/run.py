@@ -64,6 +64,7 @@ from dsen2cr.benchmark.model import (
 from dsen2cr.benchmark.scene import bench_scene, make_inputs
 from dsen2cr.benchmark.timing import (
     WEIGHTS_SEED,
+    BenchmarkSizes,
     RunSettings,
     device_info,
     free,
@@ -85,47 +86,6 @@ SECTIONS: tuple[str, ...] = ("peak", "infer", "train", "scene", "io", "compile",
 """Every section, in the order they run."""
 DEFAULT_SECTIONS: tuple[str, ...] = ("peak", "infer", "train", "scene", "bf16")
 """The sections of a default run (``io`` and ``compile`` run when asked for)."""
-
-
-@dataclass(frozen=True)
-class BenchmarkSizes:
-    """Problem sizes and repeat counts of every section.
-
-    Attributes:
-        peak_n: side of the square matrices of ``peak``.
-        peak_inner: matrix multiplies per timed repeat.
-        peak_repeats: timed repeats of ``peak`` (after 2 warm-up repeats).
-        infer_batch: patches per forward pass.
-        infer_size: patch side in pixels.
-        infer_warmup: untimed forward passes.
-        infer_repeats: timed forward passes.
-        train_batch: crops per training step.
-        train_crop: crop side in pixels.
-        train_warmup: untimed training steps.
-        train_steps: timed training steps.
-        scene_size: side of the generated scene in pixels.
-        scene_tile: ``predict``'s core tile size.
-        io_size: side of the generated scene of ``io``.
-        bf16_crop: centre crop of each real patch (None: whole patches).
-        bf16_patches: real patches used (None: all).
-    """
-
-    peak_n: int
-    peak_inner: int
-    peak_repeats: int
-    infer_batch: int
-    infer_size: int
-    infer_warmup: int
-    infer_repeats: int
-    train_batch: int
-    train_crop: int
-    train_warmup: int
-    train_steps: int
-    scene_size: int
-    scene_tile: int
-    io_size: int
-    bf16_crop: int | None
-    bf16_patches: int | None
 
 
 def benchmark_sizes(device_type: str, quick: bool = False) -> BenchmarkSizes:
@@ -267,7 +227,37 @@ def run_benchmark(
     t_start = time.perf_counter()
     dev = resolve_device(device)
     names = _parse_sections(sections)
-    scene_precision = precision  # None: predict's own default
+    run_precision = _check_options(dev, precision, weights, readers, features, blocks)
+    sizes = _sizes(dev, quick, scene_size, io_size)
+    speed = speed or SpeedOptions()
+    settings = RunSettings(run_precision, speed, cudnn_benchmark=dev.type == "cuda")
+    result: dict[str, Any] = {
+        "benchmark": "dsen2cr",
+        "device": device_info(dev),
+        "settings": _settings_record(dev, settings, names, quick, features, blocks, weights),
+    }
+    runner = _Sections(dev, result, progress)
+    runner.log(f"{dev} ({result['device']['name']}), precision {run_precision}, sections "
+               f"{', '.join(names)}" + (" + ladder" if ladder else ""))  # fmt: skip
+    job = _Job(dev, settings, sizes, quick, features, blocks, readers, precision, realdata,
+               weights, io_threads, inputs_dir)  # fmt: skip
+    _run_sections(runner, job, names, ladder)
+    result["device"]["load_average_end"] = load_average()
+    result["seconds_total"] = sig(time.perf_counter() - t_start, 4)
+    out: dict[str, Any] = _jsonable(result)
+    return out
+
+
+def _check_options(
+    dev: torch.device,
+    precision: str | None,
+    weights: str | os.PathLike[str] | None,
+    readers: int | None,
+    features: int,
+    blocks: int,
+) -> str:
+    """Validate the options before anything runs; returns the precision of the model sections
+    (default bf16 on CUDA, fp32 on CPU)."""
     if precision is None:
         precision = "bf16" if dev.type == "cuda" else "fp32"
     resolve_precision(precision, dev)
@@ -281,6 +271,12 @@ def run_benchmark(
         raise OptionError("features", f"must be >= 1, got {features}")
     if blocks < 0:
         raise OptionError("blocks", f"must be >= 0, got {blocks}")
+    return precision
+
+
+def _sizes(dev: torch.device, quick: bool, scene_size: int | None,
+           io_size: int | None) -> BenchmarkSizes:  # fmt: skip
+    """:func:`benchmark_sizes` with the scene sides asked for (each at least 16 pixels)."""
     sizes = benchmark_sizes(dev.type, quick)
     if scene_size is not None:
         if scene_size < 16:
@@ -290,96 +286,133 @@ def run_benchmark(
         if io_size < 16:
             raise OptionError("io_size", f"must be >= 16, got {io_size}")
         sizes = dataclasses.replace(sizes, io_size=io_size)
-    speed = speed or SpeedOptions()
-    settings = RunSettings(precision, speed, cudnn_benchmark=dev.type == "cuda")
+    return sizes
 
-    def log(msg: str) -> None:
-        if progress:
-            print(f"dsen2cr benchmark: {msg}", file=sys.stderr, flush=True)
 
+def _settings_record(
+    dev: torch.device,
+    settings: RunSettings,
+    names: list[str],
+    quick: bool,
+    features: int,
+    blocks: int,
+    weights: str | os.PathLike[str] | None,
+) -> dict[str, Any]:
+    """The ``settings`` part of the result: precision, memory format, the model measured."""
     with torch.device("meta"):
         meta = DSen2CR(features=features, blocks=blocks, sar_channels=2)
     paper = (features, blocks) == (256, 16)
-    settings_out: dict[str, Any] = {
-        "quick": quick,
-        "sections": names,
-        "precision": precision,
-        "channels_last": speed.channels_last,
-        "compile": speed.compile,
-        "cudnn_benchmark": settings.cudnn_benchmark,
-        "model": {
-            "features": features,
-            "blocks": blocks,
-            "sar": True,
-            "res_scale": meta.res_scale,
-            "parameters": count_parameters(meta),
-            "forward_flops_per_pixel": conv_flops_per_pixel(meta),
-            "train_flop_factor": TRAIN_FLOP_FACTOR,
-            "paper_model": paper,
-            "weights": f"random init, seed {WEIGHTS_SEED}"
-            + (f" ('bf16' section: {weights})" if weights is not None else ""),
-        },
+    model: dict[str, Any] = {
+        "features": features,
+        "blocks": blocks,
+        "sar": True,
+        "res_scale": meta.res_scale,
+        "parameters": count_parameters(meta),
+        "forward_flops_per_pixel": conv_flops_per_pixel(meta),
+        "train_flop_factor": TRAIN_FLOP_FACTOR,
+        "paper_model": paper,
+        "weights": f"random init, seed {WEIGHTS_SEED}"
+        + (f" ('bf16' section: {weights})" if weights is not None else ""),
     }
     if not paper:
-        settings_out["model"]["note"] = "SMALLER than the paper model (F=256, B=16): smoke test"
-    if dev.type == "cuda":
-        settings_out["tf32_convolutions"] = bool(torch.backends.cudnn.allow_tf32)
-    del meta
-    result: dict[str, Any] = {
-        "benchmark": "dsen2cr",
-        "device": device_info(dev),
-        "settings": settings_out,
+        model["note"] = "SMALLER than the paper model (F=256, B=16): smoke test"
+    out: dict[str, Any] = {
+        "quick": quick,
+        "sections": names,
+        "precision": settings.precision,
+        "channels_last": settings.speed.channels_last,
+        "compile": settings.speed.compile,
+        "cudnn_benchmark": settings.cudnn_benchmark,
+        "model": model,
     }
-    log(f"{dev} ({result['device']['name']}), precision {precision}, sections {', '.join(names)}"
-        + (" + ladder" if ladder else ""))  # fmt: skip
-    peak: float | None = None
+    if dev.type == "cuda":
+        out["tf32_convolutions"] = bool(torch.backends.cudnn.allow_tf32)
+    return out
 
-    def run(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        log(f"{name} ...")
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything the sections of one run need (see :func:`run_benchmark` for each)."""
+
+    dev: torch.device
+    settings: RunSettings
+    sizes: BenchmarkSizes
+    quick: bool
+    features: int
+    blocks: int
+    readers: int | None
+    scene_precision: str | None  # None: predict's own default
+    realdata: str | os.PathLike[str] | None
+    weights: str | os.PathLike[str] | None
+    io_threads: Sequence[int] | None
+    inputs_dir: str | os.PathLike[str] | None
+
+
+class _Sections:
+    """Runs sections one after the other into ``result``, with a progress line for each."""
+
+    def __init__(self, dev: torch.device, result: dict[str, Any], progress: bool) -> None:
+        self.dev, self.result, self.progress = dev, result, progress
+
+    def log(self, msg: str) -> None:
+        """One line on stderr (when ``progress``)."""
+        if self.progress:
+            print(f"dsen2cr benchmark: {msg}", file=sys.stderr, flush=True)
+
+    def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run one section, time it, free the device's cached memory, store and log it."""
+        self.log(f"{name} ...")
         t0 = time.perf_counter()
         out = fn()
-        free(dev)
+        free(self.dev)
         out["section_seconds"] = sig(time.perf_counter() - t0, 3)
-        result[name] = out
-        log(f"{name} done in {out['section_seconds']} s: {_SUMMARIES[name](out)}")
+        self.result[name] = out
+        self.log(f"{name} done in {out['section_seconds']} s: {_SUMMARIES[name](out)}")
         return out
 
+
+def _run_sections(runner: _Sections, job: _Job, names: list[str], ladder: bool) -> None:
+    """The sections asked for, in :data:`SECTIONS` order (``peak`` first: MFU is relative to it)."""
+    dev, settings, sizes = job.dev, job.settings, job.sizes
+    peak: float | None = None
     if "peak" in names:
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        peak = run("peak", partial(
+        dtype = torch.bfloat16 if settings.precision == "bf16" else torch.float32
+        peak = runner.run("peak", partial(
             measure_peak, dev, n=sizes.peak_n, dtype=dtype, inner=sizes.peak_inner,
             repeats=sizes.peak_repeats,
         ))["peak_tflops"]  # fmt: skip
-    model_kw: dict[str, Any] = {"features": features, "blocks": blocks, "peak_tflops": peak}
+    model_kw: dict[str, Any] = {"features": job.features, "blocks": job.blocks,
+                                "peak_tflops": peak}  # fmt: skip
     if "infer" in names:
-        run("infer", partial(
+        runner.run("infer", partial(
             bench_infer, dev, settings, batch=sizes.infer_batch, size=sizes.infer_size,
             warmup=sizes.infer_warmup, repeats=sizes.infer_repeats, **model_kw,
         ))  # fmt: skip
     if "train" in names:
-        run("train", partial(
+        runner.run("train", partial(
             bench_train, dev, settings, batch=sizes.train_batch, crop=sizes.train_crop,
             warmup=sizes.train_warmup, steps=sizes.train_steps, **model_kw,
         ))  # fmt: skip
     if "scene" in names:
-        run("scene", partial(
+        runner.run("scene", partial(
             bench_scene, dev, settings, size=sizes.scene_size, tile=sizes.scene_tile,
-            readers=readers, precision=scene_precision, inputs_dir=inputs_dir, **model_kw,
+            readers=job.readers, precision=job.scene_precision, inputs_dir=job.inputs_dir,
+            **model_kw,
         ))  # fmt: skip
     if "io" in names:
-        run("io", partial(_run_io, dev, sizes.io_size, io_threads, inputs_dir, 1 if quick else 3))
+        runner.run("io", partial(_run_io, dev, sizes.io_size, job.io_threads, job.inputs_dir,
+                                 1 if job.quick else 3))  # fmt: skip
     if "compile" in names:
-        window = min(sizes.scene_size, sizes.scene_tile) + 2 * (2 * blocks + 2)
-        run("compile", partial(bench_compile, dev, settings, window=window,
-                               repeats=2 if quick else 5, features=features, blocks=blocks))  # fmt: skip
+        window = min(sizes.scene_size, sizes.scene_tile) + 2 * (2 * job.blocks + 2)
+        runner.run("compile", partial(
+            bench_compile, dev, settings, window=window, repeats=2 if job.quick else 5,
+            features=job.features, blocks=job.blocks,
+        ))  # fmt: skip
     if "bf16" in names:
-        run("bf16", partial(
-            bench_bf16, dev, realdata=realdata, crop=sizes.bf16_crop,
-            max_patches=sizes.bf16_patches, channels_last=speed.channels_last, weights=weights,
-            features=features, blocks=blocks,
+        runner.run("bf16", partial(
+            bench_bf16, dev, realdata=job.realdata, crop=sizes.bf16_crop,
+            max_patches=sizes.bf16_patches, channels_last=settings.speed.channels_last,
+            weights=job.weights, features=job.features, blocks=job.blocks,
         ))  # fmt: skip
     if ladder:
-        run("ladder", partial(bench_ladder, dev, sizes, log=log, **model_kw))
-    result["device"]["load_average_end"] = load_average()
-    result["seconds_total"] = sig(time.perf_counter() - t_start, 4)
-    return _jsonable(result)
+        runner.run("ladder", partial(bench_ladder, dev, sizes, log=runner.log, **model_kw))

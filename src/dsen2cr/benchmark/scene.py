@@ -140,40 +140,41 @@ def bench_scene(
             wall = time.perf_counter() - t0
         out_mib = out.stat().st_size / 2**20
     loop = float(summary["seconds"]) - float(summary["statistics_seconds"])
-    loop_start = t0 + summary["load_seconds"] + summary["startup_seconds"] + summary["statistics_seconds"]
-    scene_px = size * size
+    loop_start = (
+        t0 + summary["load_seconds"] + summary["startup_seconds"] + summary["statistics_seconds"]
+    )
     win_h, win_w = summary["window"]
-    net_px = summary["tiles"] * win_h * win_w
-    sec = float(summary["seconds"])
-    tflops = fpp * net_px / sec / 1e12
+    tflops = fpp * summary["tiles"] * win_h * win_w / float(summary["seconds"]) / 1e12
     return {
         "size": size,
-        "megapixels": sig(scene_px / 1e6),
+        "megapixels": sig(size * size / 1e6),
         "inputs": "generated: 13-band uint16 S2 GeoTIFF (deflate) + 2-band S1 at 20 m (warped)",
         "options": "dsen2cr predict's defaults" + (f", precision {precision}" if precision else ""),
-        "tile": summary["tile"],
-        "halo": summary["halo"],
-        "window": summary["window"],
-        "tiles": summary["tiles"],
-        "batch": summary["batch"],
-        "precision": summary["precision"],
         "compress": options.compress,
-        "seconds": sig(sec),
-        "megapixels_per_s": sig(float(summary["megapixels_per_s"])),
-        "readers": summary["readers"],
-        "threads": summary["threads"],
-        "load_seconds": sig(float(summary["load_seconds"])),
-        "startup_seconds": sig(float(summary["startup_seconds"])),
-        "cog_seconds": sig(float(summary["cog_seconds"])),
-        "wall_seconds": sig(wall),
-        "wall_megapixels_per_s": sig(scene_px / wall / 1e6),
-        "stages": {k: sig(v, 4) for k, v in summary["stages"].items()},
+        **_summary_figures(summary, size, wall),
         "network_tflops": sig(tflops),
         "mfu": sig(ratio(tflops, peak_tflops), 4),
         "gpu_busy_fraction": sig(gpu.mean(loop_start, loop_start + loop), 3),
         "gpu_sampler": gpu.source,
-        "halo_overhead": sig(net_px / scene_px, 4),
         "host_peak_rss_gib": sig(host_peak_rss_gib(), 4),
         "output_mib": sig(out_mib, 4),
         "input_generation_seconds": sig(gen_s, 3),
+    }
+
+
+def _summary_figures(summary: dict[str, Any], size: int, wall: float) -> dict[str, Any]:
+    """The figures of ``predict``'s summary a scene benchmark reports (times in seconds)."""
+    scene_px = size * size
+    win_h, win_w = summary["window"]
+    return {
+        **{k: summary[k] for k in ("tile", "halo", "window", "tiles", "batch", "precision")},
+        "seconds": sig(float(summary["seconds"])),
+        "megapixels_per_s": sig(float(summary["megapixels_per_s"])),
+        "readers": summary["readers"],
+        "threads": summary["threads"],
+        **{k: sig(float(summary[k])) for k in ("load_seconds", "startup_seconds", "cog_seconds")},
+        "wall_seconds": sig(wall),
+        "wall_megapixels_per_s": sig(scene_px / wall / 1e6),
+        "stages": {k: sig(v, 4) for k, v in summary["stages"].items()},
+        "halo_overhead": sig(summary["tiles"] * win_h * win_w / scene_px, 4),
     }

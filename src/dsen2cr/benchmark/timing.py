@@ -48,6 +48,47 @@ class RunSettings:
     cudnn_benchmark: bool
 
 
+@dataclass(frozen=True)
+class BenchmarkSizes:
+    """Problem sizes and repeat counts of every section.
+
+    Attributes:
+        peak_n: side of the square matrices of ``peak``.
+        peak_inner: matrix multiplies per timed repeat.
+        peak_repeats: timed repeats of ``peak`` (after 2 warm-up repeats).
+        infer_batch: patches per forward pass.
+        infer_size: patch side in pixels.
+        infer_warmup: untimed forward passes.
+        infer_repeats: timed forward passes.
+        train_batch: crops per training step.
+        train_crop: crop side in pixels.
+        train_warmup: untimed training steps.
+        train_steps: timed training steps.
+        scene_size: side of the generated scene in pixels.
+        scene_tile: ``predict``'s core tile size.
+        io_size: side of the generated scene of ``io``.
+        bf16_crop: centre crop of each real patch (None: whole patches).
+        bf16_patches: real patches used (None: all).
+    """
+
+    peak_n: int
+    peak_inner: int
+    peak_repeats: int
+    infer_batch: int
+    infer_size: int
+    infer_warmup: int
+    infer_repeats: int
+    train_batch: int
+    train_crop: int
+    train_warmup: int
+    train_steps: int
+    scene_size: int
+    scene_tile: int
+    io_size: int
+    bf16_crop: int | None
+    bf16_patches: int | None
+
+
 def sig(x: float | None, digits: int = 5) -> float | None:
     """``x`` rounded to ``digits`` significant digits (None and non-finite values -> None)."""
     if x is None or not math.isfinite(x):
@@ -111,22 +152,24 @@ class Clock:
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.cuda = device.type == "cuda"
-        self.marks: list[Any] = []
+        self.events: list[torch.cuda.Event] = []
+        self.times: list[float] = []
 
     def mark(self) -> None:
+        """Record a point in time (on CUDA an event on the device's current stream)."""
         if self.cuda:
             event = torch.cuda.Event(enable_timing=True)
             event.record(torch.cuda.current_stream(self.device))
-            self.marks.append(event)
+            self.events.append(event)
         else:
-            self.marks.append(time.perf_counter())
+            self.times.append(time.perf_counter())
 
     def intervals(self) -> list[float]:
         """Seconds between consecutive marks (synchronises the device once on CUDA)."""
         if self.cuda:
             sync(self.device)
-            return [a.elapsed_time(b) / 1e3 for a, b in itertools.pairwise(self.marks)]
-        return [b - a for a, b in itertools.pairwise(self.marks)]
+            return [a.elapsed_time(b) / 1e3 for a, b in itertools.pairwise(self.events)]
+        return [b - a for a, b in itertools.pairwise(self.times)]
 
 
 def timed_loop(

@@ -57,3 +57,17 @@ def test_read_raster_errors_name_the_file(tmp_path) -> None:
         read_raster(bad)
     with pytest.raises(DataError, match="folder"):
         read_raster(tmp_path)
+
+
+def test_a_truncated_raster_is_reported_with_gdals_own_reason(tmp_path, write_raster) -> None:
+    """rasterio says "Read failed. See previous exception for details."; the message carries
+    GDAL's reason instead (the previous exception), not the placeholder."""
+    path = tmp_path / "cut.tif"
+    write_raster(path, np.arange(13 * 64 * 64, dtype=np.uint16).reshape(13, 64, 64))
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    with pytest.raises(DataError) as info:
+        read_raster(path, what="S2 image")
+    text = str(info.value)
+    assert text.startswith(f"cannot read S2 image {path}: corrupt or truncated (")
+    assert "previous exception" not in text and "failed" in text, text

@@ -543,6 +543,20 @@ def check_band_count(count: int, expected: int, path: str | os.PathLike[str], wh
         raise DataError(f"{what} {path} has {count} band(s), expected {expected}")
 
 
+def gdal_reason(exc: BaseException) -> str:
+    """What GDAL said went wrong: rasterio raises "Read failed. See previous exception for
+    details." and keeps GDAL's own message (e.g. ``TIFFReadEncodedStrip() failed``) as the
+    cause; that message is the reason a user can act on."""
+    text = str(exc)
+    seen: set[int] = set()
+    cause = exc.__cause__ or exc.__context__
+    while "previous exception" in text and cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        text = str(cause)
+        cause = cause.__cause__ or cause.__context__
+    return text
+
+
 def read_raster(
     path: str | os.PathLike[str],
     expected_bands: int | None = None,
@@ -565,7 +579,7 @@ def read_raster(
         try:
             data = src.read()
         except RasterioError as exc:
-            raise DataError(f"cannot read {what} {path}: corrupt or truncated ({exc})") from None
+            raise DataError(f"cannot read {what} {path}: corrupt or truncated ({gdal_reason(exc)})") from None
         return data, dict(src.profile)
 
 
@@ -619,4 +633,4 @@ def check_readable(src: DatasetReader, path: str | os.PathLike[str], what: str) 
         src.read(1, window=Window(0, 0, w, h))
         src.read(src.count, window=Window(src.width - w, src.height - h, w, h))
     except RasterioError as exc:
-        raise DataError(f"cannot read {what} {path}: corrupt or truncated ({exc})") from None
+        raise DataError(f"cannot read {what} {path}: corrupt or truncated ({gdal_reason(exc)})") from None

@@ -26,7 +26,7 @@ from rasterio.windows import Window
 from dsen2cr.cloudmask import binary_mask
 from dsen2cr.data.splits import select_triplets
 from dsen2cr.errors import DataError
-from dsen2cr.io import check_band_count, open_raster
+from dsen2cr.io import check_band_count, gdal_reason, open_raster
 from dsen2cr.scaling import fill_nan, s1_to_scaled, s2_to_scaled
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def read_patch(src: DatasetReader, what: str, window: Window | None = None) -> n
     try:
         return src.read(window=window)
     except (RasterioError, OSError, ValueError) as exc:
-        raise DataError(f"cannot read {what} {src.name}: corrupt or truncated ({exc})") from None
+        raise DataError(f"cannot read {what} {src.name}: corrupt or truncated ({gdal_reason(exc)})") from None
 
 
 def _gdal_env() -> rasterio.Env:

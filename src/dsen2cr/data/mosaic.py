@@ -50,7 +50,7 @@ from dsen2cr.data.layout import MODALITIES, SEASONS, Triplet
 from dsen2cr.data.splits import select_triplets
 from dsen2cr.errors import DataError, DSen2CRError
 from dsen2cr.grid import Grid
-from dsen2cr.io import atomic_output, bounded_gdal, guard_outputs, open_raster
+from dsen2cr.io import atomic_output, bounded_gdal, gdal_reason, guard_outputs, open_raster
 from dsen2cr.validity import s1_valid, s2_valid
 
 log = logging.getLogger(__name__)
@@ -371,7 +371,7 @@ def _strip(files: list[Path], layout: PatchLayout, r0: int, r1: int, count: int,
             try:
                 block = src.read(window=Window(0, top - pr, pw, bottom - top))
             except RasterioError as exc:
-                raise DataError(f"cannot read patch {f}: corrupt or truncated ({exc})") from None
+                raise DataError(f"cannot read patch {f}: corrupt or truncated ({gdal_reason(exc)})") from None
         here = (slice(top - r0, bottom - r0), slice(pc, pc + pw))
         ok = _covered(block)
         taken = owner[here] >= 0

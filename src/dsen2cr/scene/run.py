@@ -342,7 +342,7 @@ def _warn_synthetic_weights(network: LoadedNetwork | None, scene: S2Scene) -> No
     _WARNED.add(network.digest)
     log.warning("warning: the weights %s were trained on synthetic data: they test the pipeline "
                 "but blur and tint real imagery; for real scenes use the authors' weights "
-                "(README, 'Remove clouds from your own scene')", network.name)
+                "(README, 'Your own scene')", network.name)
 
 
 def run_scene(

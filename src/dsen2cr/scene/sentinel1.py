@@ -27,7 +27,7 @@ from rasterio.windows import Window
 
 from dsen2cr.errors import DataError, Text
 from dsen2cr.grid import Grid
-from dsen2cr.io import check_band_count, check_readable, no_georef_warning, open_raster
+from dsen2cr.io import check_band_count, check_readable, gdal_reason, no_georef_warning, open_raster
 from dsen2cr.scaling import S1_BANDS
 from dsen2cr.scene.sentinel2 import S2Scene, sample_windows
 
@@ -141,7 +141,7 @@ class S1Reader:
                     data[data == nd] = np.nan
         except RasterioError as exc:
             raise DataError(
-                f"cannot read S1 image {self.source.path}: corrupt or truncated ({exc})"
+                f"cannot read S1 image {self.source.path}: corrupt or truncated ({gdal_reason(exc)})"
             ) from None
         if self.source.linear:
             with np.errstate(divide="ignore", invalid="ignore"):

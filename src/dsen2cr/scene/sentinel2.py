@@ -47,7 +47,7 @@ from rasterio.windows import Window
 
 from dsen2cr.errors import DataError, InputNotFoundError, Text
 from dsen2cr.grid import Grid
-from dsen2cr.io import check_band_count, check_readable, no_georef_warning, open_raster
+from dsen2cr.io import check_band_count, check_readable, gdal_reason, no_georef_warning, open_raster
 from dsen2cr.scaling import REFLECTANCE_SCALE, S2_BANDS
 from dsen2cr.validity import s2_valid
 
@@ -204,7 +204,7 @@ class S2Reader:
             return np.stack([self._read_band(b, r0, c0, h, w) for b in bands])
         except RasterioError as exc:
             raise DataError(
-                f"cannot read S2 image {self.scene.path}: corrupt or truncated ({exc})"
+                f"cannot read S2 image {self.scene.path}: corrupt or truncated ({gdal_reason(exc)})"
             ) from None
 
     def _to_dn(self, raw: np.ndarray, bands: tuple[int, ...]) -> np.ndarray:

@@ -267,7 +267,7 @@ def bench_bf16(
     maes = [p["mae"] for p in per_patch]
     mae = statistics.fmean(maes)
     return {
-        "folder": str(Path(str(realdata))),
+        "folder": str(files[0].parent),
         "weights": weights_desc,
         "patches": len(per_patch),
         "crop": crop,

@@ -150,24 +150,26 @@ def bench_scene(
         "megapixels": sig(size * size / 1e6),
         "inputs": "generated: 13-band uint16 S2 GeoTIFF (deflate) + 2-band S1 at 20 m (warped)",
         "options": "dsen2cr predict's defaults" + (f", precision {precision}" if precision else ""),
-        "compress": options.compress,
-        **_summary_figures(summary, size, wall),
+        **_summary_figures(summary, size, wall, options.compress),
         "network_tflops": sig(tflops),
         "mfu": sig(ratio(tflops, peak_tflops), 4),
         "gpu_busy_fraction": sig(gpu.mean(loop_start, loop_start + loop), 3),
         "gpu_sampler": gpu.source,
+        "halo_overhead": sig(summary["tiles"] * win_h * win_w / (size * size), 4),
         "host_peak_rss_gib": sig(host_peak_rss_gib(), 4),
         "output_mib": sig(out_mib, 4),
         "input_generation_seconds": sig(gen_s, 3),
     }
 
 
-def _summary_figures(summary: dict[str, Any], size: int, wall: float) -> dict[str, Any]:
+def _summary_figures(
+    summary: dict[str, Any], size: int, wall: float, compress: str
+) -> dict[str, Any]:
     """The figures of ``predict``'s summary a scene benchmark reports (times in seconds)."""
     scene_px = size * size
-    win_h, win_w = summary["window"]
     return {
         **{k: summary[k] for k in ("tile", "halo", "window", "tiles", "batch", "precision")},
+        "compress": compress,
         "seconds": sig(float(summary["seconds"])),
         "megapixels_per_s": sig(float(summary["megapixels_per_s"])),
         "readers": summary["readers"],
@@ -176,5 +178,4 @@ def _summary_figures(summary: dict[str, Any], size: int, wall: float) -> dict[st
         "wall_seconds": sig(wall),
         "wall_megapixels_per_s": sig(scene_px / wall / 1e6),
         "stages": {k: sig(v, 4) for k, v in summary["stages"].items()},
-        "halo_overhead": sig(summary["tiles"] * win_h * win_w / scene_px, 4),
     }

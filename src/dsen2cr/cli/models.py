@@ -37,7 +37,7 @@ def run_convert_weights(a: argparse.Namespace) -> int:
     from dsen2cr.models import convert_weights
 
     model = convert_weights(a.input, a.output, overwrite=a.overwrite)
-    print(f"wrote {a.output}: {json.dumps(model.weight_record()[0])}")  # type: ignore[operator]
+    print(f"wrote {a.output}: {json.dumps(model.weight_record()[0])}")
     return 0
 
 

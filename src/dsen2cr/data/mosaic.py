@@ -231,14 +231,14 @@ def plan_layout(paths: Sequence[str | os.PathLike[str]]) -> PatchLayout:
     return PatchLayout(Grid(crs0, transform, height, width), offsets, sizes)
 
 
-def _covered(block: np.ndarray) -> np.ndarray:
+def _covered(block: np.ndarray, nodata: float | None) -> np.ndarray:
     """(h, w) bool: the pixels a (bands, h, w) patch block covers, where it holds data
     (:mod:`dsen2cr.validity`: float patches, Sentinel-1 in dB with NaN nodata, by
     :func:`~dsen2cr.validity.s1_valid`; integer patches, Sentinel-2 DN with 0 nodata, by
-    :func:`~dsen2cr.validity.s2_valid`)."""
+    :func:`~dsen2cr.validity.s2_valid` with the patch's declared ``nodata``)."""
     if np.issubdtype(block.dtype, np.floating):
         return s1_valid(block)
-    return s2_valid(block)
+    return s2_valid(block, nodata)
 
 
 def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -368,12 +368,13 @@ def _strip(files: list[Path], layout: PatchLayout, r0: int, r1: int, count: int,
                 raise DataError(f"patch {f} has {src.count} {src.dtypes[0]} band(s), "
                                 f"{files[0]} {count} {dtype}")  # fmt: skip
             top, bottom = max(r0, pr), min(r1, pr + ph)  # the patch rows in the strip
+            declared = src.nodata
             try:
                 block = src.read(window=Window(0, top - pr, pw, bottom - top))
             except RasterioError as exc:
                 raise DataError(f"cannot read patch {f}: corrupt or truncated ({gdal_reason(exc)})") from None
         here = (slice(top - r0, bottom - r0), slice(pc, pc + pw))
-        ok = _covered(block)
+        ok = _covered(block, declared)
         taken = owner[here] >= 0
         fill = ok & ~taken
         view = strip[(slice(None), *here)]

@@ -354,8 +354,8 @@ def score_patches(
         for batch in loader:
             if is_empty_batch(batch):
                 continue  # every sample of the batch was skipped
-            n = _score_batch(batch, indices[position:], models, scores, protocol, device,
-                             cloud_threshold)  # fmt: skip
+            n = _score_batch(batch, indices[position : position + batch_size], models, scores,
+                             protocol, device, cloud_threshold)  # fmt: skip
             position += n
             bar.update(n)
     bar.close()

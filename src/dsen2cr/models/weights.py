@@ -414,7 +414,7 @@ class RecordedNetwork(nn.Module):
         Args:
             record: what :func:`read_weights` read.
         """
-        return build_strict(record, cls, lambda m: m, cls.config_bounds)
+        return build_strict(record, cls, lambda m: m.recorded_module(), cls.config_bounds)
 
     def save_pretrained(
         self, path: str | os.PathLike[str], training_info: Mapping[str, Any] | None = None
@@ -488,7 +488,7 @@ def save_weights(
 
 def convert_weights(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], overwrite: bool = False
-) -> nn.Module:  # a RecordedNetwork; typed nn.Module for callers (cli/models.py) that narrow it
+) -> RecordedNetwork:
     """Convert any supported weight file (Keras HDF5, checkpoint, ...) to native safetensors.
 
     Args:

@@ -22,6 +22,12 @@ Decisions where earlier copies of the rule differed:
   left to the next patch that covers it with complete data, or stays nodata (NaN in every band),
   instead of being copied with its NaN band. None of the real S1 patches in ``../shared/realdata``
   has such a pixel, so their mosaics are unchanged.
+* The mosaic judged an S2 (integer) patch pixel by "some band non-zero" only; it now passes the
+  patch's declared nodata to :func:`s2_valid`, as the scene readers and the scene evaluation do
+  (no real SEN12MS-CR patch declares one, so their mosaics are unchanged).
+* The scene evaluation (:func:`dsen2cr.evaluation.scenes.score_scene`) judged coverage by "some
+  band non-zero"; it now uses :func:`s2_valid` with each file's declared nodata (the same for the
+  uint16, nodata-0 files dsen2cr writes; a NaN pixel of a float file is no longer covered).
 * The band-order test (:func:`dsen2cr.scene.sentinel2.band_order_problem`) reads only B3 and B10;
   it applies :func:`s2_valid` to those two bands (as before: its sample of valid pixels is
   unchanged).

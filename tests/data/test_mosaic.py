@@ -105,6 +105,23 @@ def test_partly_nan_s1_pixels_are_left_to_the_next_patch(tmp_path: Path) -> None
     assert not res.disagreements
 
 
+def test_s2_pixels_at_a_declared_nodata_are_left_to_the_next_patch(tmp_path: Path) -> None:
+    """The S2 validity rule with the patch's declared nodata (dsen2cr.validity.s2_valid): a pixel
+    whose bands all equal it is not data, so an overlapping patch fills it, else it is 0."""
+    rng = np.random.default_rng(5)
+    scene = rng.integers(1, 10000, (13, SIZE, 2 * SIZE), dtype=np.uint16)
+    a_block = scene[:, :, :SIZE].copy()
+    a_block[:, 2, 3] = a_block[:, 2, 12] = 7  # nodata in a; (2, 12) is also in b
+    a = write_raster_file(tmp_path / "a.tif", a_block, nodata=7)
+    (b,) = cut(scene, tmp_path, {"b": (0, 8)})
+    res = mosaic_patches([a, b], tmp_path / "s2.tif")
+    data, _ = read(tmp_path / "s2.tif")
+    assert (data[:, 2, 3] == 0).all()  # only a covers it: nodata in the mosaic
+    np.testing.assert_array_equal(data[:, 2, 12], scene[:, 2, 12])  # b fills it
+    assert res.covered_fraction == pytest.approx(1 - 1 / (SIZE * 24))
+    assert not res.disagreements
+
+
 def test_float_mosaic_overviews_leave_nan_out(tmp_path: Path) -> None:
     """Large enough for an overview level: its 2 x 2 means skip NaN (nodata) pixels."""
     from dsen2cr.cog import reduce_average

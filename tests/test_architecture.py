@@ -155,3 +155,20 @@ def test_own_modules_are_imported_at_the_top() -> None:
 def test_module_size(module: str) -> None:
     lines = len(modules()[module].read_text().splitlines())
     assert lines <= MAX_LINES, f"{module} has {lines} lines (at most {MAX_LINES})"
+
+
+MAX_FUNCTION_LINES = 80
+"""A function longer than this says why in its docstring ("longer than 80 lines because ...")."""
+
+
+@pytest.mark.parametrize("module", sorted(modules()))
+def test_function_size(module: str) -> None:
+    tree = ast.parse(modules()[module].read_text())
+    long = [
+        f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+        and "longer than 80 lines because" not in (ast.get_docstring(node) or "")
+    ]
+    assert long == [], f"{module}: {long}"

@@ -152,7 +152,8 @@ def reduce_mode(a: np.ndarray, nodata: float, priority: tuple[int, ...] = MODE_P
     return np.where(counts.sum(axis=0) > 0, best, np.asarray(nodata, a.dtype)).astype(a.dtype)
 
 
-_REDUCERS = {"average": reduce_average, "mode": reduce_mode}
+OVERVIEW_REDUCTIONS = ("average", "mode")
+"""The overview reductions of :class:`CogProfile`: :func:`reduce_average`, :func:`reduce_mode`."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,8 @@ class CogProfile:
         block: block size in pixels.
         mode_bands: with ``overviews="average"``, bands of classes reduced by their mode instead
             (:func:`reduce_mode` with ``mode_priority``), e.g. a provenance band.
-        mode_priority: the classes of ``mode_bands`` in the order that breaks ties.
+        mode_priority: the classes reduced by their mode (every band with ``overviews="mode"``,
+            else ``mode_bands``) in the order that breaks ties.
     """
 
     count: int
@@ -202,7 +204,7 @@ class CogProfile:
             :attr:`mode_bands` by their mode).
         """
         if self.overviews == "mode":
-            return reduce_mode(a, self.nodata)
+            return reduce_mode(a, self.nodata, self.mode_priority)
         out = reduce_average(a, self.nodata)
         if self.mode_bands:
             idx = list(self.mode_bands)
@@ -212,8 +214,8 @@ class CogProfile:
     def __post_init__(self) -> None:
         if self.compress not in COMPRESSIONS:
             raise ValueError(f"compress must be one of {', '.join(COMPRESSIONS)}, got {self.compress!r}")
-        if self.overviews not in _REDUCERS:
-            raise ValueError(f"unknown overview reduction {self.overviews!r}; expected one of {list(_REDUCERS)}")
+        if self.overviews not in OVERVIEW_REDUCTIONS:
+            raise ValueError(f"unknown overview reduction {self.overviews!r}; expected one of {list(OVERVIEW_REDUCTIONS)}")
 
     def gtiff_options(self) -> dict[str, str | int]:
         """GDAL GTiff creation options of the pixel encoding (compression, predictor, level)."""

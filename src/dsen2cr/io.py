@@ -89,7 +89,8 @@ def staging_path(final: PathLike, tag: str = "partial") -> Path:
     return f.with_name(f".{f.stem}.{tag}@{_host()}@{os.getpid()}{f.suffix}")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is running (also one of another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -119,7 +120,7 @@ def remove_stale_staging(folder: PathLike) -> list[Path]:
         return removed
     for e in entries:
         m = _STAGED.match(e.name)
-        if m is None or m["host"] != host or _alive(int(m["pid"])):
+        if m is None or m["host"] != host or process_alive(int(m["pid"])):
             continue
         with contextlib.suppress(OSError):
             if e.is_dir(follow_symlinks=False):  # a staging folder (atomic_folder)

@@ -71,8 +71,6 @@ MOSAIC_SUFFIX = {"s2_cloudy": "_s2_cloudy.tif", "s2": "_s2.tif", "s1": "_s1.tif"
 """File-name ending of each modality's mosaic, after the scene's :func:`mosaic_name`."""
 GRID_TOLERANCE = 1e-3
 """How far (in pixels) a patch origin may be from the common grid."""
-BLOCK = 256
-"""Rows of the strips a mosaic is written in (the COG's blocks are 512 x 512)."""
 
 
 def mosaic_name(season: str, roi: int) -> str:
@@ -327,7 +325,8 @@ def _write_mosaic(files: list[Path], layout: PatchLayout, tmp: Path, target: Pat
     profile = CogProfile(count=count, dtype=dtype, nodata=nodata, compress=compress.upper(),
                          predictor=True, crs=g.crs, transform=g.transform, descriptions=descriptions,
                          tags={"DSEN2CR_MOSAIC_PATCHES": str(len(files)), **tags})  # fmt: skip
-    edges = [*range(0, g.height, BLOCK), g.height]  # strips of whole blocks: each written once
+    # strips one COG block high: each block is whole when written, compressed once, never buffered
+    edges = [*range(0, g.height, profile.block), g.height]
     pairs: dict[tuple[int, int], int] = {}
     covered = 0
     with CogWriter(tmp, g.height, g.width, profile, final=target) as cog:

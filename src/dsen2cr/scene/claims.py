@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from dsen2cr.io import process_alive
+
 HEARTBEAT_SECONDS = 60.0
 """How often a process refreshes (touches) the claims it holds."""
 STALE_SECONDS = 600.0
@@ -44,16 +46,6 @@ def claim_path(out: Path) -> Path:
         The hidden claim file beside it.
     """
     return out.with_name(f".{out.name}.claim")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Claims:
@@ -97,7 +89,7 @@ class Claims:
         if not isinstance(rec, dict):
             return None
         if rec.get("host") == self.host:
-            return rec if _alive(int(rec.get("pid", 0))) else None
+            return rec if process_alive(int(rec.get("pid", 0))) else None
         return rec if time.time() - st.st_mtime < STALE_SECONDS else None
 
     @contextlib.contextmanager

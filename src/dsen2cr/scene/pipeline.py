@@ -141,6 +141,14 @@ def _uint16_on(device: torch.device) -> bool:
     return _UINT16_ON[key]
 
 
+def tile_halo(network: LoadedNetwork | None, mask_margin: int | None) -> int:
+    """Context a tile needs on each side, in pixels: the network's receptive field and, when a
+    mask is computed (``mask_margin`` not None), the mask's radius plus the margin by which
+    ``--keep-clear`` grows clouds."""
+    halo = network.halo if network is not None else 0
+    return max(halo, MASK_RADIUS + mask_margin) if mask_margin is not None else halo
+
+
 class TileComputer:
     """Runs the network and/or the cloud mask on a :class:`TileBatch`.
 
@@ -183,9 +191,8 @@ class TileComputer:
 
     @property
     def halo(self) -> int:
-        """Context a tile needs on each side: the receptive field and/or the mask's radius."""
-        halo = self.network.halo if self.network is not None else 0
-        return max(halo, MASK_RADIUS + self.mask.margin) if self.mask is not None else halo
+        """Context a tile needs on each side (:func:`tile_halo`)."""
+        return tile_halo(self.network, self.mask.margin if self.mask is not None else None)
 
     def _to_device(self, a: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(a)

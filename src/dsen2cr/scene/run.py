@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from dsen2cr import __version__
-from dsen2cr.cloudmask import DEFAULT_THRESHOLD, MASK_RADIUS
+from dsen2cr.cloudmask import DEFAULT_THRESHOLD
 from dsen2cr.cog import COMPRESSIONS
 from dsen2cr.data.synthetic import is_synthetic
 from dsen2cr.errors import DataError, DSen2CRError, OptionError
@@ -37,7 +37,14 @@ from dsen2cr.models import trained_on_synthetic
 from dsen2cr.performance import SpeedOptions, check_precision, resolve_device, resolve_precision
 from dsen2cr.scene.inputs import FileInputs, SceneInputs, scene_shadow_statistics
 from dsen2cr.scene.network import LoadedNetwork
-from dsen2cr.scene.pipeline import MaskSpec, TileComputer, TileRun, check_tile_fits, run_tiles
+from dsen2cr.scene.pipeline import (
+    MaskSpec,
+    TileComputer,
+    TileRun,
+    check_tile_fits,
+    run_tiles,
+    tile_halo,
+)
 from dsen2cr.scene.sentinel1 import S1Source, implausible_s1, open_s1
 from dsen2cr.scene.sentinel2 import S2Scene, band_order_problem, implausible_s2, open_s2
 from dsen2cr.scene.stages import StageClock
@@ -456,8 +463,7 @@ def _plan_run(scene: S2Scene, s1: S1Source | None, network: LoadedNetwork | None
         threads=options.threads_here(), batch=options.batch_for(dev), keep_clear=keep,
         want_mask=want_mask, label=title or scene.name,
     )  # fmt: skip
-    halo = max(network.halo if network is not None else 0,
-               MASK_RADIUS + plan.margin if want_mask else 0)  # fmt: skip
+    halo = tile_halo(network, plan.margin if want_mask else None)
     check_tile_fits(options.tile, halo, plan.batch, network, dev, max(scene.height, scene.width))
     return plan
 

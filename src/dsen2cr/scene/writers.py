@@ -73,7 +73,7 @@ def prediction_to_dn(pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return dn
 
 
-def keep_clear(r: TileResult, dn: np.ndarray, margin: int) -> np.ndarray:
+def keep_clear(r: TileResult, dn: np.ndarray, ok: np.ndarray, margin: int) -> np.ndarray:
     """The ``keep_clear`` output of one tile core: the input's DN where the cloud/shadow mask,
     dilated by ``margin`` pixels, says clear, the prediction ``dn`` under clouds and shadows, and
     the provenance band (:data:`PROVENANCE`).
@@ -81,6 +81,7 @@ def keep_clear(r: TileResult, dn: np.ndarray, margin: int) -> np.ndarray:
     Args:
         r: the tile's result (with its window mask).
         dn: (13, h, w) uint16 prediction of the core, 0 where it is nodata.
+        ok: (h, w) bool, where ``dn`` holds a prediction (:attr:`TileResult.ok`).
         margin: pixels by which clouds and shadows grow before the input is kept (the mask
             misses the thin edges of clouds; 0 keeps the mask as it is).
 
@@ -95,15 +96,19 @@ def keep_clear(r: TileResult, dn: np.ndarray, margin: int) -> np.ndarray:
         cloud = ndimage.binary_dilation(cloud, square)
         shadow = ndimage.binary_dilation(shadow, square)
     cloud, shadow = r.tile.core_of(cloud), r.tile.core_of(shadow)
-    predicted = s2_valid(dn)  # the output's nodata: S2 valid and, for SAR networks, S1 present
-    prov = np.where(cloud, PROVENANCE["cloud"], np.where(shadow, PROVENANCE["shadow"],
-                                                         PROVENANCE["input"])).astype(np.uint16)  # fmt: skip
-    prov[(prov != PROVENANCE["input"]) & ~predicted] = PROVENANCE["nodata"]
+    out = np.empty((14, *dn.shape[1:]), np.uint16)
+    prov = out[13]
+    prov[:] = PROVENANCE["input"]
+    prov[shadow] = PROVENANCE["shadow"]
+    prov[cloud] = PROVENANCE["cloud"]
+    prov[(prov != PROVENANCE["input"]) & ~ok] = PROVENANCE["nodata"]  # S1 missing under SAR
     prov[~r.valid] = PROVENANCE["nodata"]
     kept = prov == PROVENANCE["input"]
-    source = np.clip(np.rint(r.s2), 0, 65535).astype(np.uint16)  # exact for integer inputs
-    out = np.where(kept[None], source, dn)
-    return np.concatenate([out, prov[None]])
+    out[:13] = dn
+    if kept.any():  # the input, exactly for integer inputs
+        source = r.s2 if r.s2.dtype == np.uint16 else np.clip(np.rint(r.s2), 0, 65535)
+        np.copyto(out[:13], source, where=kept[None], casting="unsafe")
+    return out
 
 
 def mask_with_nodata(result: TileResult) -> np.ndarray:
@@ -300,7 +305,7 @@ class SceneSink:
         mm = mask_with_nodata(r) if r.mask is not None else None
         written = dn
         if self.keep_clear is not None and dn is not None:
-            written = keep_clear(r, dn, self.keep_clear)
+            written = keep_clear(r, dn, ok, self.keep_clear)
             dn = written[:13]  # what the preview shows
         counts = Counters()
         counts.add(ok, r.valid, mm)
